@@ -1,0 +1,154 @@
+"""The lowering context: the one checked way op rules emit ONNX nodes, constants and state."""
+
+import numpy as np
+import onnx
+import onnx.defs
+from onnx import helper, numpy_helper
+
+from ..errors import ExportError
+from ..types import as_dtype
+
+# Contrib ops of onnxruntime's standard (inference) build that graphad may emit.
+MS_DOMAIN = "com.microsoft"
+MS_OPS = frozenset({"FusedMatMul", "Inverse", "GatedAdd", "FusedGemm", "QuickGelu"})
+
+_SCHEMA_CACHE = {}
+
+
+def check_op(op_type, domain, opset):
+    key = (op_type, domain, opset)
+    ok = _SCHEMA_CACHE.get(key)
+    if ok is None:
+        if domain == MS_DOMAIN:
+            ok = op_type in MS_OPS
+        else:
+            try:
+                onnx.defs.get_schema(op_type, opset, domain)
+                ok = True
+            except onnx.defs.SchemaError:
+                ok = False
+        _SCHEMA_CACHE[key] = ok
+    if not ok:
+        raise ExportError(f"ONNX op {domain or 'ai.onnx'}::{op_type} does not exist at opset {opset}")
+
+
+def value_info(name, type_):
+    dims = [d if isinstance(d, (int, str)) else None for d in type_.shape]
+    return helper.make_tensor_value_info(name, type_.dtype.onnx, dims)
+
+
+class LowerCtx:
+    """Collects ONNX nodes/initializers while op rules lower a graphad graph.
+
+    Rules call `emit` (validated op type), `const` (deduplicated initializers), and, for state,
+    `variable` / `assign`, whose meaning the exporter decides (graph inputs or frozen values).
+    """
+
+    def __init__(self, opset=21, variable_mode="input", variable_values=None, parent=None):
+        self.opset = opset
+        self.nodes = []
+        self.initializers = []
+        self.value_infos = []
+        self.domains = {""}
+        self.variable_mode = variable_mode  # "input" or "freeze"
+        self.variable_values = variable_values or {}
+        self.variables_read = {}  # var name -> (onnx name, node)
+        self.assignments = {}  # var name -> (value onnx name, assign node)
+        self.parent = parent
+        self._const_cache = {} if parent is None else parent._const_cache
+        self._names = set() if parent is None else parent._names
+        self._prefix = "n"
+        self._counter = 0
+
+    # -- names ---------------------------------------------------------------------------------
+    def fresh(self, hint=None):
+        base = hint or self._prefix
+        name = base
+        while name in self._names:
+            self._counter += 1
+            name = f"{base}_{self._counter}"
+        self._names.add(name)
+        return name
+
+    def reserve(self, name):
+        if name in self._names:
+            raise ExportError(f"ONNX name {name!r} is used twice")
+        self._names.add(name)
+        return name
+
+    def set_prefix(self, prefix):
+        self._prefix = prefix
+
+    # -- emission ------------------------------------------------------------------------------
+    def emit(self, op_type, inputs, *, outputs=1, domain="", **attrs):
+        """Append one ONNX node; returns its output name (or a tuple when outputs != 1)."""
+        check_op(op_type, domain, self.opset)
+        if domain:
+            self.domains.add(domain)
+        if isinstance(outputs, int):
+            out_names = [self.fresh(f"{self._prefix}/{op_type}") for _ in range(outputs)]
+            single = outputs == 1
+        else:
+            out_names = list(outputs)
+            single = len(out_names) == 1
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), out_names,
+                             name=self.fresh(f"{self._prefix}:{op_type}"), domain=domain, **attrs)
+        )
+        return out_names[0] if single else tuple(out_names)
+
+    def const(self, value, dtype=None):
+        """Name of an initializer holding `value` (deduplicated by dtype, shape and bytes)."""
+        arr = np.asarray(value)
+        if dtype is not None:
+            arr = arr.astype(as_dtype(dtype).np)
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 4096 else None
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        if key is not None and key in root._const_cache:
+            return root._const_cache[key]
+        name = self.fresh("const")
+        root.initializers.append(numpy_helper.from_array(np.array(arr, order="C", copy=True), name))
+        if key is not None:
+            root._const_cache[key] = name
+        return name
+
+    def i64(self, values):
+        return self.const(np.asarray(values, dtype=np.int64))
+
+    def cast(self, name, dtype):
+        return self.emit("Cast", [name], to=as_dtype(dtype).onnx)
+
+    # -- state ---------------------------------------------------------------------------------
+    def variable(self, node):
+        vname = node.attrs["name"]
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        if vname in root.variables_read:
+            return root.variables_read[vname][0]
+        if root.variable_mode == "input":
+            name = root.reserve(vname)
+        else:
+            value = root.variable_values.get(vname)
+            if value is None:
+                value = node.outputs[0].initial_value
+            name = root.reserve(vname)
+            root.initializers.append(numpy_helper.from_array(np.array(value, order="C", copy=True), name))
+        root.variables_read[vname] = (name, node)
+        return name
+
+    def assign(self, node, value_name):
+        vname = node.attrs["var"]
+        if self.parent is not None:
+            raise ExportError(f"assignment {node.name!r} inside a control-flow body at {node.location}")
+        if vname in self.assignments:
+            other = self.assignments[vname][1]
+            raise ExportError(
+                f"variable {vname!r} is assigned twice in one run: by {other.name!r} "
+                f"({other.location}) and by {node.name!r} ({node.location})"
+            )
+        self.assignments[vname] = (value_name, node)
+        return ()

@@ -1,0 +1,1 @@
+"""Graph passes: autodiff (reverse, forward) and the optimisation pipeline."""
