@@ -7,7 +7,7 @@ from ..errors import DTypeError
 from ..registry import NOT_DIFFERENTIABLE, apply, defop, elementwise_rules
 from ..types import TensorType, as_dtype, broadcast_shapes, default_float
 
-__all__ = ["add", "multiply", "exp", "sin", "less", "cast"]
+__all__ = ["add", "multiply", "exp", "sin", "cos", "cast"]
 
 
 def _float_input(x, opname):
@@ -98,7 +98,7 @@ multiply = binary("multiply", np.multiply, "Mul", (lambda x, y, o: y, lambda x, 
 exp = unary("exp", np.exp, "Exp", lambda x, y: y)
 sin = unary("sin", np.sin, "Sin", lambda x, y: cos(x))
 cos = unary("cos", np.cos, "Cos", lambda x, y: -sin(x))
-less = binary("less", np.less, "Less", None)
+
 
 
 # ---------------------------------------------------------------------------------------------
