@@ -230,12 +230,41 @@ _NAME_RE = re.compile(r"[^A-Za-z0-9_.\-/]")
 class Graph:
     """A container of nodes. `with g:` makes it the default graph for the block."""
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, parent=None):
         self.name = name or f"graph{next(_GRAPH_IDS)}"
         self.nodes = []
         self.variables = {}  # name -> Variable
+        self.parent = parent  # enclosing graph of a control-flow body, else None
+        self.captures = {}  # outer Tensor -> placeholder of this graph standing for it
+        self.inputs = []  # formal inputs of a body graph (placeholders)
+        self.outputs = []  # results of a body graph
         self._names = {}
         self._used = set()
+
+    # -- nesting -------------------------------------------------------------------------------
+    def encloses(self, other):
+        """True when `other` is this graph or one of its ancestors (an enclosing graph)."""
+        g = self
+        while g is not None:
+            if g is other:
+                return True
+            g = g.parent
+        return False
+
+    def capture(self, t):
+        """The placeholder of this body graph that stands for outer tensor `t` (made once)."""
+        if t.node.graph is self:
+            return t
+        ph = self.captures.get(t)
+        if ph is None:
+            from .registry import lookup  # noqa: PLC0415
+
+            node = self.add_node(lookup("placeholder"), (),
+                                 {"shape": t.shape, "dtype": t.dtype, "captured": True},
+                                 name=f"capture/{t.name}", location=t.node.location)
+            ph = node.outputs[0]
+            self.captures[t] = ph
+        return ph
 
     # -- naming --------------------------------------------------------------------------------
     def unique_name(self, base):
@@ -259,6 +288,9 @@ class Graph:
         """Type-check and append a node; returns it. Errors name the op, inputs and user line."""
         attrs = dict(attrs or {})
         location = location or user_location()
+        if self.parent is not None:  # a body graph: outer tensors become explicit captures
+            inputs = [self.capture(t) if isinstance(t, Tensor) and t.node.graph is not self
+                      and self.encloses(t.node.graph) else t for t in inputs]
         for t in inputs:
             if not isinstance(t, Tensor):
                 raise GraphError(f"op {opdef.name!r} at {location}: input {t!r} is not a Tensor")
@@ -394,6 +426,37 @@ def ancestors(roots, stop=None):
             if id(c) not in seen:
                 stack.append(c)
     return sorted(seen.values(), key=lambda n: n.id)
+
+
+def inline(graph, mapping, outputs, target=None, tags=None):
+    """Replay the nodes of `graph` that `outputs` need into `target` (default: the graph of the
+    mapped tensors), substituting `mapping` {tensor of graph: tensor of target}. Iterative.
+
+    Placeholders must be mapped, except captures, which map to the outer tensor they stand for
+    (re-captured automatically when `target` is itself a body). Returns the new outputs.
+    """
+    env = dict(mapping)
+    if target is None:
+        target = next((t.node.graph for t in env.values()), None) or get_default_graph()
+    for node in ancestors(outputs, stop=lambda t: t in env):
+        if node.outputs and all(o in env for o in node.outputs):
+            continue
+        if node.op == "placeholder":
+            outer = next((o for o, ph in graph.captures.items() if ph is node.outputs[0]), None)
+            if outer is None:
+                raise GraphError(f"inline: placeholder {node.name!r} of graph {graph.name!r} "
+                                 "is not mapped")
+            env[node.outputs[0]] = outer
+            continue
+        if node.op == "variable":
+            env[node.outputs[0]] = node.outputs[0]
+            continue
+        new = target.add_node(node.opdef, [env[t] for t in node.inputs], node.attrs,
+                              name=node.name, location=node.location,
+                              tags=dict(node.tags, **(tags or {})))
+        for o, n in zip(node.outputs, new.outputs):
+            env[o] = n
+    return [env[o] for o in outputs]
 
 
 def describe(t):

@@ -79,12 +79,20 @@ def all_ops():
 
 
 def graph_of(inputs):
-    """The graph new nodes over `inputs` go to: that of the first Tensor, else the default."""
-    for t in inputs:
-        g = getattr(getattr(t, "node", None), "graph", None)
-        if g is not None:
-            return g
-    return get_default_graph()
+    """The graph new nodes over `inputs` go to.
+
+    While a control-flow body is being traced (it is the default graph), nodes over tensors of
+    the body or of its enclosing graphs go to the body (outer tensors become captures).
+    Otherwise: the graph of the first Tensor, else the default graph.
+    """
+    default = get_default_graph()
+    graphs = [t.node.graph for t in inputs if getattr(t, "node", None) is not None
+              and hasattr(t.node, "graph")]
+    if not graphs:
+        return default
+    if default.parent is not None and all(default.encloses(g) for g in graphs):
+        return default
+    return graphs[0]
 
 
 def apply(opdef, inputs, attrs=None, name=None, **kw):

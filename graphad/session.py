@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from . import tree
 from .devices import make_inference_session, resolve_device
-from .errors import FeedError, GraphError, RunError
+from .errors import GraphError, RunError
 from .export.onnx import lower
 from .feeds import validate_feeds
 from .graph import Operation, Tensor, get_default_graph

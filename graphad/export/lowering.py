@@ -5,7 +5,8 @@ import onnx
 import onnx.defs
 from onnx import helper, numpy_helper
 
-from ..errors import ExportError
+from ..errors import ExportError, FeedError, GraphadError
+from ..graph import ancestors
 from ..types import as_dtype
 
 # Contrib ops of onnxruntime's standard (inference) build that graphad may emit.
@@ -152,3 +153,69 @@ class LowerCtx:
             )
         self.assignments[vname] = (value_name, node)
         return ()
+
+
+def lower_nodes(ctx, roots, env, value_infos, skip=frozenset()):
+    """Lower every node `roots` need (stopping at tensors already in `env`) into `ctx`.
+
+    Adds each output's ONNX name to `env` and its type to `value_infos` (unless in `skip`).
+    """
+    for node in ancestors(roots, stop=lambda t: t in env):
+        if node.outputs and all(o in env for o in node.outputs):
+            continue
+        if node.op == "placeholder":
+            t = node.outputs[0]
+            raise FeedError(
+                f"placeholder {t.name!r} {t.type!r} (created at {node.location}) is needed "
+                "but was not fed"
+            )
+        ctx.set_prefix(_safe(node.name))
+        try:
+            names = node.opdef.lower(ctx, node, *(env[i] for i in node.inputs))
+        except GraphadError:
+            raise
+        except Exception as e:  # a lowering bug: name the op and its user line
+            raise ExportError(
+                f"lowering op {node.op!r} ({node.name}, created at {node.location}) failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if len(names) != len(node.outputs):
+            raise ExportError(f"lowering of {node.op!r} returned {len(names)} names for "
+                              f"{len(node.outputs)} outputs")
+        for t, n in zip(node.outputs, names):
+            env[t] = n
+            if n not in skip:
+                value_infos.append(value_info(n, t.type))
+
+
+def _safe(name):
+    return "".join(c if c.isalnum() or c in "_.-/" else "_" for c in name)
+
+
+def lower_body(ctx, body, formals, bound, outputs, name="body", output_types=None):
+    """An ONNX subgraph (GraphProto) for body graph `body`.
+
+    `formals`: [(tensor of body or None, TensorType)] -> subgraph inputs, in order (None: an input
+    the body does not use, e.g. Loop's iteration number). `bound`: {tensor of body: ONNX name in
+    an enclosing scope} (captures read the outer value directly, as ONNX allows).
+    `outputs`: tensors of `body` (or names already in scope) -> subgraph outputs, in order.
+    """
+    child = LowerCtx(opset=ctx.opset, parent=ctx)
+    env = dict(bound)
+    inputs = []
+    for t, ty in formals:
+        n = child.fresh(f"{name}/in")
+        if t is not None:
+            env[t] = n
+        inputs.append(value_info(n, ty))
+    value_infos = []
+    roots = [o for o in outputs if not isinstance(o, str)]
+    lower_nodes(child, roots, env, value_infos)
+    outs = []
+    for i, o in enumerate(outputs):
+        src = o if isinstance(o, str) else env[o]
+        n = child.emit("Identity", [src], outputs=[child.fresh(f"{name}/out")])
+        ty = output_types[i] if output_types is not None else o.type
+        outs.append(value_info(n, ty))
+    ctx.domains |= child.domains
+    return helper.make_graph(child.nodes, child.fresh(name), inputs, outs, value_info=value_infos)

@@ -5,9 +5,9 @@ import re
 import onnx
 from onnx import helper
 
-from ..errors import ExportError, FeedError, GraphadError
-from ..graph import Operation, Tensor, ancestors
-from .lowering import MS_DOMAIN, LowerCtx, value_info
+from ..errors import ExportError, FeedError
+from ..graph import Operation, Tensor
+from .lowering import MS_DOMAIN, LowerCtx, lower_nodes, value_info
 
 IR_VERSION = 10
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-/:]")
@@ -57,30 +57,7 @@ def lower(outputs, *, inputs=(), operations=(), output_names=None, variable_mode
         graph_inputs.append(value_info(n, t.type))
     input_set = set(input_names)
     value_infos = []
-    for node in ancestors(outputs + list(operations), stop=lambda t: t in env):
-        if node.op == "placeholder":
-            t = node.outputs[0]
-            raise FeedError(
-                f"placeholder {t.name!r} {t.type!r} (created at {node.location}) is needed "
-                "but was not fed"
-            )
-        ctx.set_prefix(safe_name(node.name))
-        try:
-            names = node.opdef.lower(ctx, node, *(env[i] for i in node.inputs))
-        except GraphadError:
-            raise
-        except Exception as e:  # a lowering bug: name the op and its user line
-            raise ExportError(
-                f"lowering op {node.op!r} ({node.name}, created at {node.location}) failed: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        if len(names) != len(node.outputs):
-            raise ExportError(f"lowering of {node.op!r} returned {len(names)} names for "
-                              f"{len(node.outputs)} outputs")
-        for t, n in zip(node.outputs, names):
-            env[t] = n
-            if n not in input_set:
-                value_infos.append(value_info(n, t.type))
+    lower_nodes(ctx, outputs + list(operations), env, value_infos, skip=input_set)
     # variables read become inputs (after the fed ones)
     variable_inputs = []
     for vname, (oname, vnode) in ctx.variables_read.items():
