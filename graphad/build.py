@@ -134,9 +134,11 @@ def _default_array(value):
     """numpy array with graphad's default dtypes (JAX-like, x64-aware)."""
     if isinstance(value, (bool, np.bool_)):
         return np.asarray(value, dtype=np.bool_)
-    if isinstance(value, numbers.Integral) and not isinstance(value, np.integer):
+    if isinstance(value, np.generic):
+        return np.asarray(value).astype(canonicalize(value.dtype).np)
+    if isinstance(value, numbers.Integral):
         return np.asarray(value, dtype=default_int().np)
-    if isinstance(value, numbers.Real) and not isinstance(value, np.floating):
+    if isinstance(value, numbers.Real):
         return np.asarray(value, dtype=default_float().np)
     if isinstance(value, (list, tuple)):
         arr = np.asarray(value)

@@ -8,4 +8,5 @@ from .shape import *  # noqa: F403
 from .indexing import *  # noqa: F403
 from .creation import *  # noqa: F403
 from .linalg_ops import *  # noqa: F403
+from .control import *  # noqa: F403
 from . import linalg  # noqa: F401
