@@ -423,3 +423,6 @@ def cond(pred, true_fn, false_fn, *operands, name=None):
     node = outer.add_node(IF, inputs, {"true": tg, "false": fg, "n_operands": len(ops)},
                           name=name or "cond", location=location)
     return tree.unflatten(ttd, node.outputs)
+
+
+from . import control_grad  # noqa: E402,F401  (attaches the loop/cond derivative rules)
