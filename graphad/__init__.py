@@ -1,6 +1,6 @@
 """graphad: a define-and-run automatic-differentiation compiler to ONNX and onnxruntime."""
 
-from . import config, export, ops, passes  # noqa: F401
+from . import config, export, ops, optimizers, passes  # noqa: F401
 from .build import (  # noqa: F401
     Variable,
     constant,
@@ -24,7 +24,10 @@ from .errors import (  # noqa: F401
 from .graph import Graph, Operation, Tensor, get_default_graph, reset_default_graph  # noqa: F401
 from .ops import *  # noqa: F401,F403
 from .ops import linalg  # noqa: F401
+from .passes.autodiff import gradients  # noqa: F401
 from .session import Session  # noqa: F401
+from .transforms import *  # noqa: F401,F403
+from . import viz  # noqa: F401
 from .types import (  # noqa: F401
     DType,
     TensorType,

@@ -1,80 +1,120 @@
-"""Seeing graphs: the readable text IR and the networkx view (pictures come with the viz issue)."""
+"""Seeing graphs: the text IR, DOT source and SVG pictures (built-in layout, or Graphviz `dot`
+when installed), the networkx view, and before/after pictures of a pass (`diff`)."""
 
-import numpy as np
+import os
+import shutil
+import subprocess
 
-from .graph import Graph, Operation, Tensor, ancestors
-from .types import format_shape
+from .viz_dot import dot_binary, run_dot
+from .viz_dot import to_dot as _dot_of
+from .viz_model import build
+from .viz_summary import summarise
+from .viz_svg import to_svg
+from .viz_text import graph_text, node_text, outputs_text, type_text  # noqa: F401
 
-_SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64",
-          "bool": "bool"}
-
-
-def type_text(t):
-    dims = ",".join("?" if d is None else str(d) for d in t.shape)
-    return f"{_SHORT[t.dtype.name]}[{dims}]"
-
-
-def _attr_text(key, value):
-    if isinstance(value, np.ndarray):
-        if value.size <= 6:
-            return f"{key}={np.array2string(value, separator=',', threshold=6).replace(chr(10), '')}"
-        return f"{key}=<{value.dtype}{format_shape(value.shape)}>"
-    if isinstance(value, Graph):
-        return f"{key}=<body {value.name}: {len(value.nodes)} nodes>"
-    if hasattr(value, "name") and not isinstance(value, (str, int, float, tuple)):
-        return f"{key}={value.name}"
-    text = repr(value)
-    return f"{key}={text if len(text) <= 40 else text[:37] + '...'}"
+MAX_NODES = 400
+MAX_DEPTH = 3
+ENGINES = ("auto", "builtin", "dot")
 
 
-def node_text(node):
-    outs = ", ".join(f"{o.name}:{type_text(o.type)}" for o in node.outputs) or "_"
-    attrs = " ".join(_attr_text(k, v) for k, v in sorted(node.attrs.items()) if k != "value"
-                     or node.op != "constant")
-    if node.op == "constant":
-        attrs = _attr_text("value", node.attrs["value"])
-    args = " ".join(t.name for t in node.inputs)
-    ctrl = " ".join(f"^{c.name}" for c in node.control_inputs)
-    parts = [f"{outs} = {node.op}"]
-    if attrs:
-        parts.append(f"[{attrs}]")
-    if args:
-        parts.append(args)
-    if ctrl:
-        parts.append(ctrl)
-    line = " ".join(parts)
-    origin = node.tags.get("grad_of") if node.tags else None
-    if origin:
-        line += f"    # {node.tags.get('mode', 'grad')} of {origin}"
-    return line
+class Drawing:
+    """A picture: `.svg` text, `.dot` source; shows itself in notebooks; `.save(path)`."""
+
+    def __init__(self, svg, dot, engine, title=""):
+        self.svg, self.dot, self.engine, self.title = svg, dot, engine, title
+
+    def _repr_svg_(self):
+        return self.svg
+
+    def __repr__(self):
+        return f"<Drawing {self.title!r} ({self.engine}, {len(self.svg)} bytes of SVG)>"
+
+    def save(self, path):
+        """Write `.svg`, `.dot`/`.gv` (DOT source) or `.png` (needs rsvg-convert, cairosvg or
+        Graphviz); returns the path."""
+        path = os.fspath(path)
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".svg":
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(self.svg)
+        elif ext in (".dot", ".gv"):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(self.dot)
+        elif ext == ".png":
+            with open(path, "wb") as f:
+                f.write(self.png())
+        else:
+            raise ValueError(f"Drawing.save: cannot write {ext or 'a file without extension'!r}; "
+                             "use .svg, .png, .dot or .gv")
+        return path
+
+    def png(self):
+        """PNG bytes of the picture, from whichever rasteriser this machine has."""
+        exe = shutil.which("rsvg-convert")
+        if exe:
+            done = subprocess.run([exe, "-f", "png"], input=self.svg.encode(),
+                                  capture_output=True, timeout=60, check=False)
+            if done.returncode == 0 and done.stdout:
+                return done.stdout
+        try:
+            import cairosvg  # noqa: PLC0415
+        except ImportError:
+            cairosvg = None
+        if cairosvg is not None:
+            return cairosvg.svg2png(bytestring=self.svg.encode())
+        if dot_binary():
+            return run_dot(self.dot, "png")
+        raise RuntimeError(
+            "saving a PNG needs one of: the `rsvg-convert` program (librsvg), the `cairosvg` "
+            "package, or Graphviz `dot`; none is installed. Save as .svg instead"
+        )
 
 
-def graph_text(graph, nodes=None, indent="  "):
-    """One line per node: outputs with types, op, attributes, inputs; bodies indented."""
-    nodes = graph.nodes if nodes is None else nodes
-    lines = [f"graph {graph.name} ({len(nodes)} nodes) {{"]
-    for node in nodes:
-        lines.append(indent + node_text(node))
-        for key, value in sorted(node.attrs.items()):
-            if isinstance(value, Graph):
-                body = graph_text(value, indent=indent + "  ").splitlines()
-                lines.append(f"{indent}  {key}:")
-                lines.extend(indent + "  " + b for b in body)
-    lines.append("}")
-    return "\n".join(lines)
+def picture(x, max_nodes=MAX_NODES, max_depth=MAX_DEPTH, keep=()):
+    """The summarised picture model (VGraph) of anything `draw` accepts."""
+    if max_nodes < 4:
+        raise ValueError(f"max_nodes must be at least 4, got {max_nodes}")
+    return summarise(build(x, max_depth=max_depth), max_nodes, keep=keep)
 
 
-def outputs_text(outputs, title=None):
-    """Text IR of only the nodes `outputs` need, ending with the outputs."""
-    leaves = [o for o in outputs if isinstance(o, (Tensor, Operation))]
-    if not leaves:
-        return "graph (empty)"
-    graph = leaves[0].graph
-    nodes = ancestors(leaves)
-    text = graph_text(graph, nodes)
-    names = ", ".join(o.name for o in leaves)
-    head = f"{title}\n" if title else ""
-    return head + text[:-1] + f"  return {names}\n}}"
+def to_dot(x, *, max_nodes=MAX_NODES, max_depth=MAX_DEPTH, title=None, legend=True):
+    """DOT source text of a Graph, Tensor(s), Traced or onnx.ModelProto."""
+    return _dot_of(picture(x, max_nodes, max_depth), title=title, legend=legend)
+
+
+def render(vg, engine="auto", title=None, legend=True):
+    """A Drawing of a picture model with the chosen engine."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    dot = _dot_of(vg, title=title, legend=legend)
+    if engine == "dot" or (engine == "auto" and dot_binary()):
+        try:
+            svg = run_dot(dot, "svg").decode("utf-8")
+            return Drawing(svg, dot, "dot", vg.title)
+        except RuntimeError:
+            if engine == "dot":
+                raise
+    svg, _ = to_svg(vg, title=title, legend=legend)
+    return Drawing(svg, dot, "builtin", vg.title)
+
+
+def draw(x, engine="auto", *, max_nodes=MAX_NODES, max_depth=MAX_DEPTH, title=None,
+         legend=True):
+    """Picture of a Graph, a Tensor or pytree of Tensors (only the nodes they need), a Traced
+    (anything with `.graph` and `.outputs`) or an onnx.ModelProto (or a path to a .onnx file).
+
+    engine: "dot" uses Graphviz, "builtin" the layout here, "auto" Graphviz when on PATH (falling
+    back to the built-in layout on any failure). Bodies nested deeper than `max_depth` are
+    folded, and pictures of more than `max_nodes` nodes are summarised.
+    """
+    return render(picture(x, max_nodes, max_depth), engine, title=title, legend=legend)
+
+
+def diff(before, after, engine="builtin", **kwargs):
+    """Before/after picture and text summary of a pass; see viz_diff.diff."""
+    from .viz_diff import diff as _diff  # noqa: PLC0415
+
+    return _diff(before, after, engine=engine, **kwargs)
 
 
 def to_networkx(graph):
@@ -84,13 +124,17 @@ def to_networkx(graph):
     g = nx.DiGraph(name=graph.name)
     for node in graph.nodes:
         out = node.outputs[0] if node.outputs else None
+        tags = node.tags or {}
         g.add_node(
             node.name,
             op=node.op,
             shape=out.shape if out is not None else None,
             dtype=out.dtype.name if out is not None else None,
             location=node.location,
-            grad_of=node.tags.get("grad_of") if node.tags else None,
+            grad_of=tags.get("grad_of"),
+            mode=tags.get("mode"),
+            fused=bool(tags.get("fused") or node.op.startswith("fused")),
+            outputs=tuple((o.shape, o.dtype.name) for o in node.outputs),
         )
         for t in node.inputs:
             g.add_edge(t.node.name, node.name, index=t.index)

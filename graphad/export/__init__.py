@@ -1,3 +1,3 @@
 """Export graphs as standard ONNX models (inference and training steps)."""
 
-from .api import to_onnx  # noqa: F401
+from .api import to_onnx, train_step_to_onnx  # noqa: F401

@@ -52,3 +52,43 @@ def to_onnx(outputs, inputs=None, *, session=None, path=None, opset=21, name=Non
     check(low.model)
     _save(low.model, path)
     return low.model
+
+
+def train_step_to_onnx(train_op, *, session=None, inputs=None, outputs=(), path=None, opset=21,
+                       name=None):
+    """One training step as a standalone ONNX model.
+
+    Graph inputs: the placeholders the step needs (or `inputs`), then every variable the step
+    reads, named as the variable. Graph outputs: the requested `outputs` (Tensor, list or dict),
+    then `<variable>.next` for every variable the step writes. Feeding each `.next` back in
+    place of its variable repeats training; the lowering is the one `Session` runs, so results
+    match it bit for bit. `session` supplies nothing but is accepted for symmetry (the values to
+    start from are `session.variable_values()`).
+    """
+    from ..graph import Operation  # noqa: PLC0415
+    from ..passes.manager import optimize_for_session  # noqa: PLC0415
+
+    ops = tree.leaves(train_op)
+    for op in ops:
+        if not isinstance(op, Operation):
+            raise ExportError(f"train_step_to_onnx: {op!r} is not an Operation (e.g. minimize())")
+    if isinstance(outputs, dict):
+        names, outs = [str(k) for k in outputs], list(outputs.values())
+    else:
+        outs = tree.leaves(outputs)
+        names = [safe_name(o.name) for o in outs]
+    if inputs is None:
+        feeds = [n.outputs[0] for n in ancestors(outs + ops) if n.op == "placeholder"
+                 and not n.attrs.get("captured")]
+    else:
+        feeds = list(inputs.values()) if isinstance(inputs, dict) else tree.leaves(inputs)
+    feeds = sorted(feeds, key=lambda t: (t.node.id, t.index))
+    lowered_outs, lowered_ops = optimize_for_session(outs, ops, feeds)
+    graph = ops[0].graph
+    low = lower(lowered_outs, inputs=feeds, operations=lowered_ops, output_names=names,
+                variable_mode="input", opset=opset, name=name or f"{graph.name}_train_step")
+    if not low.assignments:
+        raise ExportError("train_step_to_onnx: the operation assigns no variable")
+    check(low.model)
+    _save(low.model, path)
+    return low.model
