@@ -54,6 +54,8 @@ class Session:
         leaves, treedef = tree.flatten(fetches)
         leaves = [self._resolve_fetch(f) for f in leaves]
         feeds = validate_feeds(self.graph, feed_dict)
+        if not leaves:
+            return tree.unflatten(treedef, [])
         key = (tuple(map(id, leaves)), tuple(map(id, feeds)))
         exe = self._cache.get(key)
         if exe is None:
@@ -119,12 +121,14 @@ class Session:
         outputs = list(dict.fromkeys(f for f in leaves if isinstance(f, Tensor)))
         operations = [f for f in leaves if isinstance(f, Operation)]
         feeds = sorted(feeds, key=lambda t: (t.node.id, t.index))
-        to_lower, ops_to_lower = outputs, operations
+        to_lower, ops_to_lower, feeds_to_lower = outputs, operations, feeds
         if self.optimize:
             from .passes.manager import optimize_for_session  # noqa: PLC0415
 
-            to_lower, ops_to_lower = optimize_for_session(outputs, operations, feeds)
-        low = lower(to_lower, inputs=feeds, operations=ops_to_lower, name=self.graph.name)
+            to_lower, ops_to_lower, feeds_to_lower = optimize_for_session(outputs, operations,
+                                                                          feeds)
+        low = lower(to_lower, inputs=feeds_to_lower, operations=ops_to_lower,
+                    name=self.graph.name)
         exe = _Executable()
         exe.model = low.model
         exe.session = make_inference_session(low.model, self.device, self.threads)

@@ -37,7 +37,7 @@ def body_graphs(node):
     `.outputs`), so control-flow designs that wrap bodies keep working.
     """
     found = []
-    for key, value in sorted(node.attrs.items()):
+    for key, value in node.attrs.items():
         items = value if isinstance(value, (list, tuple)) else (value,)
         for i, item in enumerate(items):
             label = key if len(items) == 1 else f"{key}[{i}]"
@@ -49,7 +49,10 @@ def body_graphs(node):
 
 
 def _outputs_for(node, key, body):
-    """Tensors of `body` that an attribute like `<key>_outputs` names as its results, if any."""
+    """The results of a body graph: its `.outputs`, else an attribute like `<key>_outputs`."""
+    own = _leaf_tensors(list(getattr(body, "outputs", None) or ()))
+    if own:
+        return own
     for cand in (f"{key}_outputs", f"{key}_out", "outputs"):
         leaves = _leaf_tensors(node.attrs.get(cand))
         if leaves and all(t.graph is body for t in leaves):

@@ -83,9 +83,9 @@ def train_step_to_onnx(train_op, *, session=None, inputs=None, outputs=(), path=
     else:
         feeds = list(inputs.values()) if isinstance(inputs, dict) else tree.leaves(inputs)
     feeds = sorted(feeds, key=lambda t: (t.node.id, t.index))
-    lowered_outs, lowered_ops = optimize_for_session(outs, ops, feeds)
+    lowered_outs, lowered_ops, lowered_feeds = optimize_for_session(outs, ops, feeds)
     graph = ops[0].graph
-    low = lower(lowered_outs, inputs=feeds, operations=lowered_ops, output_names=names,
+    low = lower(lowered_outs, inputs=lowered_feeds, operations=lowered_ops, output_names=names,
                 variable_mode="input", opset=opset, name=name or f"{graph.name}_train_step")
     if not low.assignments:
         raise ExportError("train_step_to_onnx: the operation assigns no variable")

@@ -2,5 +2,6 @@
 
 
 def optimize_for_session(outputs, operations, feeds):
-    """The pipeline a Session runs before lowering; the identity until passes land."""
-    return outputs, operations
+    """The pipeline a Session runs before lowering: (outputs, operations, feeds), possibly in a
+    new graph (feeds are then the new graph's placeholders, in the same order)."""
+    return outputs, operations, feeds
