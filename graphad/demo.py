@@ -41,10 +41,7 @@ def build(hidden=32, seed=0):
         h = ga.tanh(h @ w2 + b2)
         logits = h @ w3 + b3
         loss = -ga.mean(ga.sum(y * ga.log_softmax(logits, axis=-1), axis=1))
-        params = [w1, b1, w2, b2, w3, b3]
-        grads = ga.gradients(loss, params)
-        lr = 0.5
-        step = ga.group(*[p.assign_sub(lr * gr) for p, gr in zip(params, grads)])
+        step = ga.optimizers.SGD(0.5, momentum=0.5).minimize(loss)
         probs = ga.softmax(logits, axis=-1)
     return g, x, y, loss, step, probs
 
@@ -84,6 +81,27 @@ def main(argv=None):
     print(f"plain onnxruntime re-run: max |difference| vs Session = {np.abs(p_onnx - p_sess).max():.2e}")
     print(f"accuracy of the exported model: {(p_onnx.argmax(1) == ys.argmax(1)).mean():.3f}")
     print("first 3 predictions:", np.round(p_onnx[:3], 3).tolist())
+    continue_training(sess, g, step, loss, x, y, xs, ys, out_dir, ort)
+
+
+def continue_training(sess, g, step, loss, x, y, xs, ys, out_dir, ort, k=20):
+    """Export the training step itself, run k more steps in plain onnxruntime, compare."""
+    path = os.path.join(out_dir, "spirals_train_step.onnx")
+    model = ga.export.train_step_to_onnx(step, outputs={"loss": loss}, path=path)
+    names = [i.name for i in model.graph.input]
+    print(f"exported the training step to {path}: inputs {names}")
+    state = sess.variable_values()
+    plain = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in plain.get_outputs()]
+    for _ in range(k):
+        feed = {"x": xs, "labels": ys, **{n: state[n] for n in names if n in state}}
+        res = dict(zip(out_names, plain.run(None, feed)))
+        state = {n: res.get(f"{n}.next", v) for n, v in state.items()}
+    for _ in range(k):
+        sess.run(step, {x: xs, y: ys})
+    same = all(np.array_equal(sess.value(v), state[v.name]) for v in g.variables.values())
+    print(f"{k} more steps in plain onnxruntime: loss {res['loss']:.4f}; parameters equal to "
+          f"{k} Session steps bit for bit: {same}")
 
 
 if __name__ == "__main__":
