@@ -189,23 +189,23 @@ ROWS = [
     _row("sigmoid", lambda x: 1 / (1 + np.exp(-x)), unary_samples(-4.0, 4.0), dtypes=FLOATS16,
          rtol=F16_TOL),
     _row("relu", lambda x: np.maximum(x, 0), unary_samples(nonzero=True), dtypes=NUMERIC16,
-         second_order=False),
+         second_order=True),
     _row("softplus", lambda x: np.logaddexp(0, x), unary_samples(-4.0, 4.0), dtypes=FLOATS16,
          rtol=F16_TOL),
     _row("erf", np.vectorize(math.erf), unary_samples(-3.0, 3.0), dtypes=FLOATS16,
          rtol=F16_TOL),
     # kinks and rounding
-    _row("abs", np.abs, unary_samples(nonzero=True), dtypes=NUMERIC16, second_order=False),
+    _row("abs", np.abs, unary_samples(nonzero=True), dtypes=NUMERIC16, second_order=True),
     _row("sign", np.sign, unary_samples(nonzero=True), dtypes=NUMERIC16, **NOT_DIFF),
     _row("floor", np.floor, unary_samples(-5.0, 5.0), dtypes=FLOATS16, **NOT_DIFF),
     _row("ceil", np.ceil, unary_samples(-5.0, 5.0), dtypes=FLOATS16, **NOT_DIFF),
     _row("round", np.round, _round_samples, dtypes=FLOATS16, **NOT_DIFF),
     OpInfo("round.decimals", ga.round, np.round, _round2_samples, dtypes=FLOATS, **NOT_DIFF),
     _row("maximum", np.maximum, binary_samples(no_ties=True), dtypes=NUMERIC16 + ("bool",),
-         second_order=False),
+         second_order=True),
     _row("minimum", np.minimum, binary_samples(no_ties=True), dtypes=NUMERIC16 + ("bool",),
-         second_order=False),
-    _row("clip", np.clip, _clip_samples, dtypes=NUMERIC16, second_order=False),
+         second_order=True),
+    _row("clip", np.clip, _clip_samples, dtypes=NUMERIC16, second_order=True),
     # Conversions and stop_gradient have derivatives (identity-like, or zero) that finite
     # differences in float64 cannot check (rounding to a narrower type; zero by definition):
     # their rows list no float64 input, which keeps them out of test_op_grads.py; the rules are

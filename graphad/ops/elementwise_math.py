@@ -162,7 +162,7 @@ def _relu_kernel(ctx, dt, x):
 
 
 # ---------------------------------------------------------------------------------------------
-# numpy references (float16 inputs compute in float32 where numpy has no float16 loop).
+# numpy references (the factory computes float16 inputs in float32, like the lowering).
 
 _np_erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -183,7 +183,7 @@ def _ref_softplus(x):
 # ---------------------------------------------------------------------------------------------
 # The ops. `dydx(x, y)` gets the input and output Tensors.
 
-_SQRT_2_OVER_PI = 2 / math.sqrt(math.pi)
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 sqrt = unary("sqrt", np.sqrt, "Sqrt", lambda x, y: 0.5 / y,  # inf at 0, as JAX
              doc="Square root (nan below 0); the derivative at 0 is inf.")
@@ -218,4 +218,4 @@ relu = unary(
 softplus = unary("softplus", _ref_softplus, by_dtype(simple("Softplus"), float64=_softplus64),
                  lambda x, y: sigmoid(x), doc="log(1 + exp(x)), without overflow.")
 erf = unary("erf", _ref_erf, by_dtype(simple("Erf"), float64=_erf64),
-            lambda x, y: _SQRT_2_OVER_PI * exp(-(x * x)), doc="The error function.")
+            lambda x, y: _TWO_OVER_SQRT_PI * exp(-(x * x)), doc="The error function.")

@@ -220,8 +220,8 @@ class Plan:
         need_any = {y for y in self.ys if y in self.active}
         need_diff = set(need_any)
         for node in reversed(self.nodes):
-            if not any(o in need_any for o in node.outputs):
-                continue
+            if not any(o in need_any for o in node.outputs) or node.op == "stop_gradient":
+                continue  # stop_gradient cuts the path: what lies behind it gets zero, silently
             ins = [t for t in node.inputs if t in self.active]
             need_any.update(ins)
             if not _blocks(node, mode) and any(o in need_diff for o in node.outputs):
