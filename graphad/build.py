@@ -233,6 +233,7 @@ class Variable(Tensor):
             {"name": vname, "shape": value.shape, "dtype": as_dtype(value.dtype)},
             name=vname,
             location=location,
+            name_reserved=True,
         )
         self = object.__new__(cls)
         Tensor.__init__(self, node, 0, node.outputs[0].type)

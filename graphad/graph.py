@@ -284,7 +284,7 @@ class Graph:
 
     # -- construction --------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs=None, name=None, control_inputs=(), tags=None,
-                 location=None, out_types=None):
+                 location=None, out_types=None, name_reserved=False):
         """Type-check and append a node; returns it. Errors name the op, inputs and user line."""
         attrs = dict(attrs or {})
         location = location or user_location()
@@ -319,7 +319,7 @@ class Graph:
         node.opdef = opdef
         node.inputs = tuple(inputs)
         node.attrs = attrs
-        node.name = self.unique_name(name or opdef.name)
+        node.name = name if name_reserved else self.unique_name(name or opdef.name)
         node.location = location
         node.control_inputs = tuple(c.node if isinstance(c, (Operation, Tensor)) else c
                                     for c in control_inputs)

@@ -88,8 +88,8 @@ def render(vg, engine="auto", title=None, legend=True):
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     dot = _dot_of(vg, title=title, legend=legend)
     if engine == "dot" or (engine == "auto" and dot_binary()):
-        try:
-            svg = run_dot(dot, "svg").decode("utf-8")
+        try:  # auto: a picture is never worth a long wait, the built-in layout is quick
+            svg = run_dot(dot, "svg", timeout=60 if engine == "dot" else 15).decode("utf-8")
             return Drawing(svg, dot, "dot", vg.title)
         except RuntimeError:
             if engine == "dot":

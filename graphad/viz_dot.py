@@ -4,9 +4,10 @@ Graphviz's `class` attribute), and running `dot -Tsvg` / `-Tpng` when Graphviz i
 import shutil
 import subprocess
 
+from .viz_layout import node_shape, shape_of
 from .viz_style import CLUSTERS, EDGES, KINDS, MARKS, cluster_kind, legend_items, mark_of
 
-_SHAPES = {"constant": "ellipse", "fused": "hexagon", "group": "folder", "summary": "note"}
+_SHAPES = {"ellipse": "ellipse", "hexagon": "hexagon", "group": "folder", "summary": "note"}
 
 
 def q(text):
@@ -30,27 +31,34 @@ def _html_label(node):
 def _node_attrs(node):
     fill, stroke, _ = KINDS.get(node.kind, KINDS["op"])
     style = ["filled"]
-    shape = _SHAPES.get(node.kind, "box")
+    shape = _SHAPES.get(node.kind, _SHAPES.get(node_shape(node), "box"))
     if shape == "box":
         style.append("rounded")
     if node.kind in ("summary", "operation"):
         style.append("dashed")
-    if node.kind == "variable":
-        style.append("bold")
     pen = 1.2
+    if "fused" in node.marks:
+        stroke, pen = KINDS["fused"][1], 2.0
     mark = mark_of(node)
     if mark:
-        m_stroke, pen, dash, _, _ = MARKS[mark]
+        m_stroke, pen, dash, opacity, _ = MARKS[mark]
         stroke = m_stroke or stroke
         if dash:
             style.append("dashed")
-    classes = " ".join([f"k-{node.kind}"] + [f"m-{m}" for m in sorted(node.marks)])
+        if opacity < 1:  # faded: a translucent fill
+            fill += f"{int(opacity * 255):02x}"
+    classes = " ".join([f"kind_{node.kind}"] + [f"mark_{m}" for m in sorted(node.marks)])
     attrs = [f"label={_html_label(node)}", f"shape={shape}", f"style={q(','.join(style))}",
              f"fillcolor={q(fill)}", f"color={q(stroke)}", f"penwidth={pen}",
              f"class={q(classes)}", f"tooltip={q(node.tooltip)}"]
-    if node.kind in ("input", "output"):
+    if node.kind == "variable":
         attrs.append("peripheries=2")
     return ", ".join(attrs)
+
+
+def _cluster_classes(node, ck):
+    kinds = dict.fromkeys([f"kind_{ck}", f"kind_{node.kind}"])  # Graphviz adds "cluster"
+    return " ".join(list(kinds) + [f"mark_{m}" for m in sorted(node.marks)])
 
 
 class _Dot:
@@ -69,7 +77,7 @@ class _Dot:
                 self.add(f"{q(node.id)} [{_node_attrs(node)}];", depth)
         for src, dst, kind in vg.edges:
             color, dash = EDGES.get(kind, EDGES["data"])
-            attrs = [f"color={q(color)}", f"class={q('e-' + kind)}"]
+            attrs = [f"color={q(color)}", f"class={q('edge_' + kind)}"]
             if dash:
                 attrs.append('style="dashed"' if kind == "control" else 'style="dotted"')
             if dst in self.compound:
@@ -86,10 +94,10 @@ class _Dot:
         self.add(f"subgraph {q(name)} {{", depth)
         self.add(f"label={_html_label(node)}; labeljust=l;", depth + 1)
         self.add(f'style="filled,dashed,rounded"; fillcolor={q(fill)}; color={q(stroke)}; '
-                 f"penwidth=1.4; class={q(f'cluster k-{ck} k-{node.kind}')};", depth + 1)
-        anchor = (f"{q(node.id)} [label={q(node.op)}, shape=box, style={q('rounded,filled')}, "
-                  f"fillcolor={q(KINDS.get(node.kind, KINDS['op'])[0])}, color={q(stroke)}, "
-                  f"class={q(f'k-{node.kind} anchor')}, tooltip={q(node.tooltip)}];")
+                 f"penwidth=1.4; class={q(_cluster_classes(node, ck))};", depth + 1)
+        # an invisible anchor inside the cluster: outer edges end on it, clipped by lhead/ltail
+        anchor = (f"{q(node.id)} [label=\"\", shape=point, style=invis, width=0.01, "
+                  f"class={q(f'kind_{node.kind} anchor')}, tooltip={q(node.tooltip)}];")
         self.add(anchor, depth + 1)
         for i, (label, sub) in enumerate(node.panels):
             self.add(f"subgraph {q(f'{name}_{i}')} {{", depth + 1)
@@ -105,12 +113,13 @@ class _Dot:
             return
         self.add('subgraph "cluster_legend" {', 1)
         self.add('label="legend"; style="rounded"; color="#bbbbbb"; class="legend";', 2)
+        self.add("{ rank=same; " + " ".join(q(f"legend_{c}_{k}") for k, c, _ in items) + " }", 2)
         prev = None
         for kind, cat, text in items:
             lid = f"legend_{cat}_{kind}"
             if cat == "kind":
                 fill, stroke, _ = KINDS[kind]
-                shape = _SHAPES.get(kind, "box")
+                shape = _SHAPES.get(kind, _SHAPES.get(shape_of(kind), "box"))
             elif cat == "cluster":
                 (fill, stroke, _), shape = CLUSTERS[kind], "box"
             elif cat == "mark":
@@ -132,7 +141,9 @@ def to_dot(vg, title=None, legend=True):
     if vg.note:
         title += f"\\n{vg.note}"
     d.add(f"digraph {q(vg.title)} {{", 0)
-    d.add(f"graph [rankdir=TB, compound=true, fontname=\"Helvetica\", fontsize=12, "
+    # network simplex is what makes dot take minutes on a few hundred nodes with long edges
+    speed = "nslimit=4, nslimit1=4, mclimit=0.5, " if vg.count() > 80 else ""
+    d.add(f"graph [rankdir=TB, compound=true, fontname=\"Helvetica\", fontsize=12, {speed}"
           f"nodesep=0.25, ranksep=0.35, labelloc=t, labeljust=l, label={q(title)}];", 1)
     d.add('node [fontname="Helvetica", fontsize=11, margin="0.12,0.04", penwidth=1.2];', 1)
     d.add('edge [color="#555555", arrowsize=0.7, penwidth=1.1];', 1)

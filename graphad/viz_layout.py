@@ -21,9 +21,16 @@ def text_width(text, px, mono=False):
     return sum(_WIDE.get(c, _NARROW.get(c, 0.69)) for c in text) * px
 
 
-def shape_of(kind):
+def shape_of(kind, marks=()):
+    """ellipse, stadium, hexagon or rect; a fused node is a hexagon whatever its kind."""
+    if "fused" in marks:
+        return "hexagon"
     return {"constant": "ellipse", "input": "stadium", "output": "stadium",
             "fused": "hexagon"}.get(kind, "rect")
+
+
+def node_shape(node):
+    return shape_of(node.kind, node.marks)
 
 
 class Placed:
@@ -43,7 +50,7 @@ def measure(node):
     for line in node.lines:
         w = max(w, text_width(line, LINE_PX, mono=True) + 2 * PAD_X)
     h = TITLE_H + LINE_H * len(node.lines) + 2 * PAD_Y
-    shape = shape_of(node.kind)
+    shape = node_shape(node)
     if shape == "ellipse":
         w, h = w * 1.25, h * 1.15
     elif shape == "stadium":
@@ -181,7 +188,8 @@ class _Grid:
         for v in row:
             ns = nbrs[v]
             keys[v] = sum(pos[u] for u in ns) / len(ns) if ns else pos[v]
-        row.sort(key=lambda v: (keys[v], pos[v]))
+        # on a tie, long edges step aside (to the right) so chains of real nodes stay straight
+        row.sort(key=lambda v: (keys[v], v >= self.n, pos[v]))
         for i, v in enumerate(row):
             pos[v] = i
 
@@ -201,9 +209,19 @@ class _Grid:
 
     def _weight(self, u, v):
         du, dv = self.is_dummy(u), self.is_dummy(v)
-        return 8.0 if du and dv else 2.0 if du or dv else 1.0
+        if du and dv:  # long edges run straight
+            return 8.0
+        if du or dv:  # the first or last piece of a long edge may jog sideways
+            return 1.0
+        if not self.up[u] or not self.up[v]:  # a constant hangs beside its consumer
+            return 0.5
+        # chains of real nodes stay straight; a node lines up with its first consumer (the
+        # forward continuation, not the gradient nodes made later) when several pull equally
+        return 3.5 if self.primary[u] == v else 3.0
 
     def assign_x(self, rounds=4):
+        self.primary = [min((s for s in self.down[v] if s < self.n), default=-1)
+                        for v in range(len(self.layer))]
         self.x = [0.0] * len(self.layer)
         for row in self.layers:
             x = 0.0
@@ -225,14 +243,9 @@ class _Grid:
     def _place_row(self, row, sides):
         desired, weight = [], []
         for v in row:
-            tot = wsum = 0.0
-            for nbrs in sides:
-                for u in nbrs[v]:
-                    wt = self._weight(u, v)
-                    tot += wt * self.x[u]
-                    wsum += wt
-            desired.append(tot / wsum if wsum else self.x[v])
-            weight.append(wsum if wsum else 0.05)
+            pulls = [(self.x[u], self._weight(u, v)) for nbrs in sides for u in nbrs[v]]
+            desired.append(_median_near(pulls, self.x[v]) if pulls else self.x[v])
+            weight.append(sum(w for _, w in pulls) if pulls else 0.05)
         offsets = [0.0]
         for i in range(1, len(row)):
             a, b = row[i - 1], row[i]
@@ -256,8 +269,8 @@ class _Grid:
         from .viz_route import route_edges  # noqa: PLC0415
 
         for v in range(self.n):
-            top, bottom = self.band[self.layer[v]]
-            placed.boxes[self.vg.nodes[v].id] = (self.x[v], (top + bottom) / 2, self.w[v],
+            top, _ = self.band[self.layer[v]]
+            placed.boxes[self.vg.nodes[v].id] = (self.x[v], top + self.h[v] / 2, self.w[v],
                                                  self.h[v])
         placed.w = max(self.x[v] + self.w[v] / 2 for v in range(len(self.x)))
         placed.h = self.height
@@ -265,16 +278,45 @@ class _Grid:
 
 
 def isotonic(values, weights):
-    """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
-    blocks = []  # [mean, weight, count]
+    """Weighted least-absolute-deviations non-decreasing fit (pool adjacent violators with
+    weighted medians): unlike least squares, a heavy edge wins outright instead of every node
+    in a conflict moving a little, so chains stay straight instead of drifting."""
+    blocks = []  # [sorted [(value, weight)], median, count]
     for val, wt in zip(values, weights):
-        blocks.append([val, wt, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, w2, c2 = blocks.pop()
-            m1, w1, c1 = blocks.pop()
-            wt_sum = w1 + w2
-            blocks.append([(m1 * w1 + m2 * w2) / wt_sum, wt_sum, c1 + c2])
+        blocks.append([[(val, wt)], val, 1])
+        while len(blocks) > 1 and blocks[-2][1] > blocks[-1][1]:
+            items2, _, c2 = blocks.pop()
+            items1, _, c1 = blocks.pop()
+            items = sorted(items1 + items2)
+            blocks.append([items, _weighted_median(items), c1 + c2])
     out = []
-    for mean, _, count in blocks:
-        out.extend([mean] * count)
+    for _, median, count in blocks:
+        out.extend([median] * count)
     return out
+
+
+def _median_near(pulls, current):
+    """The weighted median of neighbour positions; when a whole interval is optimal (an even
+    split), the point of it nearest `current`, so aligned nodes stay aligned."""
+    items = sorted(pulls)
+    half = sum(w for _, w in items) / 2
+    acc = 0.0
+    for i, (v, w) in enumerate(items):
+        acc += w
+        if acc > half + 1e-9:
+            return v
+        if abs(acc - half) <= 1e-9 and i + 1 < len(items):
+            return min(max(current, v), items[i + 1][0])
+    return items[-1][0]
+
+
+def _weighted_median(items):
+    half = sum(w for _, w in items) / 2
+    acc = 0.0
+    for i, (v, w) in enumerate(items):
+        acc += w
+        if acc > half + 1e-12:
+            return v
+        if abs(acc - half) <= 1e-12 and i + 1 < len(items):  # an even split: the midpoint
+            return (v + items[i + 1][0]) / 2
+    return items[-1][0]

@@ -14,7 +14,7 @@ class VNode:
     """One box of the picture. `panels` (label, VGraph) makes it a cluster holding bodies."""
 
     __slots__ = ("id", "kind", "title", "lines", "tooltip", "panels", "marks", "name", "op",
-                 "collapsed")
+                 "collapsed", "copy")
 
     def __init__(self, id_, kind, title, lines=(), tooltip="", name=None, op=None):
         self.id, self.kind, self.title = id_, kind, clip(title)
@@ -25,6 +25,7 @@ class VNode:
         self.name = name if name is not None else title
         self.op = op if op is not None else title
         self.collapsed = 0
+        self.copy = False  # a duplicate drawn beside one more consumer (see split_constants)
 
     def __repr__(self):
         return f"<VNode {self.id} {self.kind} {self.title!r}>"
@@ -44,7 +45,7 @@ class VGraph:
         total, stack = 0, [self]
         while stack:
             vg = stack.pop()
-            total += len(vg.nodes)
+            total += sum(1 for n in vg.nodes if not n.copy)
             for n in vg.nodes:
                 stack.extend(p for _, p in n.panels)
         return total
@@ -64,6 +65,11 @@ def clip(text, limit=MAX_LABEL):
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def collapsed_line(n_bodies, n_nodes):
+    bodies = "1 body" if n_bodies == 1 else f"{n_bodies} bodies"
+    return clip(f"{bodies}, {n_nodes} nodes (collapsed)")
+
+
 def control_kind(op):
     low = op.lower()
     if any(w == low or low.startswith(w + "_") or low.endswith("_" + w) for w in _COND_WORDS):
@@ -75,8 +81,6 @@ def control_kind(op):
 
 def _node_kind(node):
     tags = node.tags or {}
-    if tags.get("fused") or node.op.startswith("fused"):
-        return "fused"
     if tags.get("grad_of"):
         return "tangent" if tags.get("mode") == "jvp" else "grad"
     if node.op == "placeholder":
@@ -87,7 +91,11 @@ def _node_kind(node):
         return "constant"
     if not node.outputs:
         return "operation"
-    return "op"
+    return "fused" if is_fused(node) else "op"
+
+
+def is_fused(node):
+    return bool((node.tags or {}).get("fused")) or node.op.startswith("fused")
 
 
 def _node_lines(node):
@@ -123,8 +131,9 @@ def _title(node):
 
 
 def from_graph(graph, nodes=None, outputs=(), extra_inputs=(), max_depth=3, prefix="n",
-               depth=0):
-    """VGraph of `nodes` of `graph` (all by default); `outputs` are marked; bodies become panels."""
+               depth=0, marks=None):
+    """VGraph of `nodes` of `graph` (all by default); `outputs` are marked, and so is every node
+    in `marks` ({id(node): mark}); bodies become panels."""
     nodes = list(graph.nodes if nodes is None else nodes)
     have = {id(n) for n in nodes}
     for t in extra_inputs:  # e.g. a Traced's unused placeholders
@@ -142,6 +151,10 @@ def from_graph(graph, nodes=None, outputs=(), extra_inputs=(), max_depth=3, pref
                    name=node.name, op=node.op)
         if id(node) in out_nodes:
             vn.marks.add("output")
+        if is_fused(node):
+            vn.marks.add("fused")
+        if marks and id(node) in marks:
+            vn.marks.add(marks[id(node)])
         _add_bodies(vn, node, max_depth, vid, depth)
         vg.nodes.append(vn)
     seen = set()
@@ -157,7 +170,38 @@ def from_graph(graph, nodes=None, outputs=(), extra_inputs=(), max_depth=3, pref
             if src is not None and (src, dst) not in seen:
                 seen.add((src, dst))
                 vg.edges.append((src, dst, "control"))
+    return split_constants(vg)
+
+
+def split_constants(vg):
+    """Draw a constant once beside each of its consumers (as TensorBoard does): a scalar shared
+    by a forward and a gradient node would otherwise pull a long edge across the picture."""
+    users = {}
+    for i, (src, _, kind) in enumerate(vg.edges):
+        users.setdefault(src, []).append(i)
+    nodes = []
+    for vn in vg.nodes:
+        uses = users.get(vn.id, ())
+        if vn.kind != "constant" and not (vn.op == "constant" and not vn.panels):
+            nodes.append(vn)
+            continue
+        if len(uses) <= 1:
+            nodes.append(vn)
+            continue
+        for k, i in enumerate(uses):
+            twin = vn if k == 0 else _copy(vn, f"{vn.id}_c{k}")
+            src, dst, kind = vg.edges[i]
+            vg.edges[i] = (twin.id, dst, kind)
+            nodes.append(twin)
+    vg.nodes = nodes
     return vg
+
+
+def _copy(vn, vid):
+    twin = VNode(vid, vn.kind, vn.title, vn.lines, vn.tooltip, name=vn.name, op=vn.op)
+    twin.marks = set(vn.marks) | {"copy"}
+    twin.copy = True
+    return twin
 
 
 def _add_bodies(vn, node, max_depth, vid, depth):
@@ -170,7 +214,7 @@ def _add_bodies(vn, node, max_depth, vid, depth):
     vn.marks.add(control_kind(node.op))
     if depth >= max_depth:
         vn.collapsed = sum(len(g.nodes) for _, g, _ in bodies)
-        vn.lines.append(clip(f"{len(bodies)} bodies, {vn.collapsed} nodes (collapsed)"))
+        vn.lines.append(collapsed_line(len(bodies), vn.collapsed))
         return
     for key, body, outs in bodies:
         sub = from_graph(body, outputs=outs or (), max_depth=max_depth,
@@ -198,7 +242,7 @@ def collapse(vg, max_nodes):
         if not n.panels:
             continue
         inner = sum(p.count() for _, p in n.panels)
-        n.lines.append(clip(f"{len(n.panels)} bodies, {inner} nodes (collapsed)"))
+        n.lines.append(collapsed_line(len(n.panels), inner))
         n.collapsed, n.panels = inner, []
         total -= inner
     return vg

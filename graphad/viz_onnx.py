@@ -1,7 +1,7 @@
 """The picture model of an ONNX model: its nodes, graph inputs / initializers / outputs, and the
 subgraphs of Loop / If / Scan as panels (outer values a subgraph captures become capture edges)."""
 
-from .viz_model import VGraph, VNode, clip, control_kind
+from .viz_model import VGraph, VNode, clip, collapsed_line, control_kind
 
 _SHORT = {"float": "f32", "double": "f64", "float16": "f16", "int32": "i32", "int64": "i64",
           "bool": "bool", "bfloat16": "bf16", "int8": "i8", "uint8": "u8", "string": "str"}
@@ -74,7 +74,8 @@ def _subgraphs(node):
             found.append((a.name, a.g))
         elif a.type == onnx.AttributeProto.GRAPHS:
             found.extend((f"{a.name}[{i}]", g) for i, g in enumerate(a.graphs))
-    return found
+    order = {"then_branch": 0, "else_branch": 1}  # If: the `then` branch on the left
+    return sorted(found, key=lambda kg: order.get(kg[0], 2))
 
 
 class _Builder:
@@ -131,13 +132,17 @@ class _Builder:
         name = node.name or (outs[0] if outs else node.op_type)
         lines = [f"{name} : {typed}" if typed else name, _attr_summary(node)]
         kind = "op"
-        if node.op_type.lower().startswith("fused"):
+        fused = node.op_type.lower().startswith("fused")
+        if fused:
             kind = "fused"
         elif node.op_type == "Constant":
             kind = "constant"
         title = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         tip = f"{name} = {title}({', '.join(node.input)}) -> {', '.join(outs)}"
-        return VNode(vid, kind, title, lines, tip, name=name, op=node.op_type)
+        vn = VNode(vid, kind, title, lines, tip, name=name, op=node.op_type)
+        if fused:
+            vn.marks.add("fused")
+        return vn
 
     def panels(self, vn, node, vid, depth):
         subs = _subgraphs(node)
@@ -156,7 +161,7 @@ class _Builder:
             else:
                 vn.panels.append((key, vsub))
         if vn.collapsed:
-            vn.lines.append(clip(f"{len(subs)} bodies, {vn.collapsed} nodes (collapsed)"))
+            vn.lines.append(collapsed_line(len(subs), vn.collapsed))
         return free
 
 

@@ -1,6 +1,6 @@
 """One colour/shape table for both picture writers (built-in SVG and DOT), and the legend."""
 
-# kind -> (fill, stroke, legend text); every kind also becomes the CSS class `k-<kind>`
+# kind -> (fill, stroke, legend text); every kind also becomes the CSS class `kind_<kind>`
 KINDS = {
     "op": ("#e8f0fe", "#4a6fa5", "op"),
     "input": ("#d5f5d5", "#2e8b3a", "input"),
@@ -28,7 +28,7 @@ MARKS = {
     "output": (None, 2.6, None, 1.0, "returned value"),
     "removed": ("#c0392b", 2.2, "5,3", 0.45, "removed"),
     "added": ("#1e8449", 3.0, None, 1.0, "added"),
-    "changed": ("#d68910", 3.0, None, 1.0, "changed"),
+    "changed": ("#1a5276", 3.0, None, 1.0, "changed"),
 }
 EDGES = {"data": ("#555555", None), "control": ("#999999", "4,3"), "capture": ("#2e86c1", "2,3")}
 TEXT, DETAIL = "#1b1b1b", "#444444"

@@ -6,11 +6,14 @@ from collections import Counter
 from .viz_model import VGraph, VNode, clip, collapse
 
 
-def summarise(vg, max_nodes, keep=()):
-    """A VGraph with at most about `max_nodes` nodes (panels included); `keep` ids stay visible."""
+def summarise(vg, max_nodes, keep=(), shown=None):
+    """`vg` itself when it has at most `max_nodes` nodes (panels included), else a summary:
+    bodies folded, then one box per name scope if that fits in `max_nodes`, else about `shown`
+    boxes (default max_nodes // 3: a summary is for reading); `keep` ids stay visible."""
     total = vg.count()
     if total <= max_nodes:
         return vg
+    shown = max(4, shown if shown is not None else max_nodes // 3)
     collapse(vg, max_nodes)
     if len(vg.nodes) <= max_nodes:
         vg.note = f"bodies collapsed ({total} nodes in all)"
@@ -20,8 +23,9 @@ def summarise(vg, max_nodes, keep=()):
         grouped.note = f"grouped by name scope: {len(grouped.nodes)} boxes for {total} nodes"
         return grouped
     base = grouped if grouped is not None else vg
-    out = first_and_last(base, max_nodes, keep)
-    out.note = f"showing {len(out.nodes) - 1} of {total} nodes"
+    out = first_and_last(base, shown, keep)
+    scoped = "grouped by name scope, " if grouped is not None else ""
+    out.note = f"{scoped}showing the first and last {len(out.nodes) - 1} of {total} nodes"
     return out
 
 
@@ -56,6 +60,17 @@ def _keys(vg, parts, depth, keep):
         p = parts[n.id]
         inside = len(p) > depth and n.id not in keep and n.kind not in ("input", "output")
         keys[n.id] = ("scope", "/".join(p[:depth])) if inside else ("node", n.id)
+    consumers = {}
+    for src, dst, _ in vg.edges:
+        consumers.setdefault(src, set()).add(dst)
+    for n in reversed(vg.nodes):  # an unscoped node that only feeds one scope joins it
+        if keys[n.id][0] != "node" or n.id in keep or n.kind in ("input", "output"):
+            continue
+        if "output" in n.marks:
+            continue
+        owners = {keys[c] for c in consumers.get(n.id, ())}
+        if len(owners) == 1 and next(iter(owners))[0] == "scope":
+            keys[n.id] = next(iter(owners))
     return keys
 
 

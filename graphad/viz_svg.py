@@ -1,11 +1,12 @@
 """The built-in SVG writer: draws a laid-out picture (viz_layout.Placed) with a title and legend;
-nodes are groups with CSS classes `node k-<kind>` (clusters `cluster k-<kind>`), text is escaped."""
+nodes are groups with CSS classes `node kind_<kind> mark_<mark>` (clusters `cluster kind_<kind>`);
+all text is XML-escaped."""
 
 import hashlib
 import re
 
 from .viz_layout import (LINE_H, LINE_PX, PAD_Y, PANEL_LABEL_H, PANEL_PAD, TITLE_H, TITLE_PX,
-                         layout, shape_of, text_width)
+                         layout, node_shape, shape_of, text_width)
 from .viz_style import (CLUSTERS, DETAIL, EDGES, KINDS, MARKS, MONO, SANS, TEXT, cluster_kind,
                         legend_items, mark_of)
 
@@ -32,12 +33,11 @@ class _Writer:
         self.out.append(text)
 
     # -- nodes ---------------------------------------------------------------------------------
-    def shape(self, kind, cx, cy, w, h, fill, stroke, width=1.3, dash=None):
+    def shape(self, shape, cx, cy, w, h, fill, stroke, width=1.3, dash=None):
         style = f'fill="{fill}" stroke="{stroke}" stroke-width="{width}"'
         if dash:
             style += f' stroke-dasharray="{dash}"'
         x, y = cx - w / 2, cy - h / 2
-        shape = shape_of(kind)
         if shape == "ellipse":
             self.emit(f'<ellipse cx="{_f(cx)}" cy="{_f(cy)}" rx="{_f(w / 2)}" ry="{_f(h / 2)}" '
                       f"{style}/>")
@@ -67,16 +67,19 @@ class _Writer:
         cx, cy, w, h = box
         fill, stroke, _ = KINDS.get(node.kind, KINDS["op"])
         mark = mark_of(node)
-        classes = [f"k-{node.kind}"] + [f"m-{m}" for m in sorted(node.marks)]
+        classes = [f"kind_{node.kind}"] + [f"mark_{m}" for m in sorted(node.marks)]
         width, dash, opacity = 1.3, ("4,3" if node.kind in ("summary", "operation") else None), 1
+        if "fused" in node.marks:  # e.g. a gradient node in a fusion group: its fill, fused shape
+            stroke, width = KINDS["fused"][1], 2.0
         if mark:
             m_stroke, width, m_dash, opacity, _ = MARKS[mark]
             stroke, dash = m_stroke or stroke, m_dash or dash
         attr = f' opacity="{opacity}"' if opacity != 1 else ""
         self.emit(f'<g class="node {" ".join(classes)}"{attr}><title>{esc(node.tooltip)}</title>')
-        self.shape(node.kind, cx, cy, w, h, fill, stroke, width, dash)
+        shape = node_shape(node)
+        self.shape(shape, cx, cy, w, h, fill, stroke, width, dash)
         if node.kind == "variable":  # a second border: state that persists across runs
-            self.shape(node.kind, cx, cy, w - 6, h - 6, "none", stroke, 0.8)
+            self.shape(shape, cx, cy, w - 6, h - 6, "none", stroke, 0.8)
         self.label(node, cx, cy - h / 2)
         self.emit("</g>")
 
@@ -85,12 +88,14 @@ class _Writer:
         ck = cluster_kind(node)
         fill, stroke, _ = CLUSTERS[ck]
         mark = mark_of(node)
-        width, dash = 1.6, "6,3"
+        width, dash, opacity = 1.6, "6,3", 1
         if mark:
-            stroke, width = MARKS[mark][0] or stroke, MARKS[mark][1]
+            stroke, width, opacity = MARKS[mark][0] or stroke, MARKS[mark][1], MARKS[mark][3]
         x, y = cx - w / 2, cy - h / 2
-        classes = f"cluster k-{ck} k-{node.kind}" + "".join(f" m-{m}" for m in sorted(node.marks))
-        self.emit(f'<g class="{classes}"><title>{esc(node.tooltip)}</title>')
+        classes = f"cluster kind_{ck} kind_{node.kind}" + "".join(
+            f" mark_{m}" for m in sorted(node.marks))
+        attr = f' opacity="{opacity}"' if opacity != 1 else ""
+        self.emit(f'<g class="{classes}"{attr}><title>{esc(node.tooltip)}</title>')
         self.emit(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" rx="8" '
                   f'fill="{fill}" stroke="{stroke}" stroke-width="{width}" '
                   f'stroke-dasharray="{dash}"/>')
@@ -117,7 +122,7 @@ class _Writer:
         for kind, d, src, dst in placed.edges:
             color, dash = EDGES.get(kind, EDGES["data"])
             extra = f' stroke-dasharray="{dash}"' if dash else ""
-            self.emit(f'<path class="edge e-{kind}" d="{d}" fill="none" stroke="{color}" '
+            self.emit(f'<path class="edge edge_{kind}" d="{d}" fill="none" stroke="{color}" '
                       f'stroke-width="1.2"{extra} marker-end="url(#{self.uid}-{kind})"/>')
         for node in placed.vg.nodes:
             box = placed.boxes[node.id]
@@ -144,15 +149,15 @@ def _legend(w, items, x0, y0, max_w):
             x, y = x0, y + 22
         if cat == "kind":
             fill, stroke, _ = KINDS[kind]
-            w.shape(kind if shape_of(kind) != "rect" else "op", x + 13, y + 8, 26, 15, fill,
-                    stroke, 1.2, "4,3" if kind in ("summary", "operation") else None)
+            w.shape(shape_of(kind), x + 13, y + 8, 26, 15, fill, stroke, 1.2,
+                    "4,3" if kind in ("summary", "operation") else None)
         elif cat == "cluster":
             fill, stroke, _ = CLUSTERS[kind]
-            w.shape("op", x + 13, y + 8, 26, 15, fill, stroke, 1.4, "5,2")
+            w.shape("rect", x + 13, y + 8, 26, 15, fill, stroke, 1.4, "5,2")
         elif cat == "mark":
             m_stroke, width, dash, opacity, _ = MARKS[kind]
             w.emit(f'<g opacity="{opacity}">')
-            w.shape("op", x + 13, y + 8, 26, 15, "#ffffff", m_stroke or "#333333", width, dash)
+            w.shape("rect", x + 13, y + 8, 26, 15, "#ffffff", m_stroke or "#333333", width, dash)
             w.emit("</g>")
         else:
             color, dash = EDGES[kind]

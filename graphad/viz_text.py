@@ -1,5 +1,5 @@
-"""The readable text IR: one line per node (outputs with types, op, attributes, inputs), control-flow
-bodies indented beneath their node, and gradient / fused / recomputed nodes marked in a comment."""
+"""The readable text IR: one line per node (outputs with types, op, attributes, inputs),
+control-flow bodies indented beneath their node, gradient / fused / recomputed nodes marked."""
 
 import numpy as np
 
@@ -20,14 +20,18 @@ def type_text(t):
 
 
 def value_text(value, limit=6):
-    """A constant's value: the numbers when small, `<f32(3, 4)>` otherwise."""
+    """A constant's value: the numbers when small, `<f32[3,4]>` otherwise."""
     arr = np.asarray(value)
-    if arr.ndim == 0:
-        return repr(arr.item())
-    if arr.size <= limit:
-        return np.array2string(arr, separator=",", threshold=limit).replace("\n", "")
+    if arr.size <= limit and arr.ndim <= 2:
+        return _numbers(arr)
     dims = ",".join(str(d) for d in arr.shape)
     return f"<{_SHORT.get(arr.dtype.name, arr.dtype.name)}[{dims}]>"
+
+
+def _numbers(arr):
+    if arr.ndim == 0:  # str of a numpy scalar keeps its precision: 1.01 in f32, not 1.00999999
+        return str(arr[()])
+    return "[" + ",".join(_numbers(a) for a in arr) + "]"
 
 
 def body_graphs(node):

@@ -17,11 +17,14 @@ def _save(model, path):
         onnx.save_model(model, str(path))
 
 
-def to_onnx(outputs, inputs=None, *, session=None, path=None, opset=21, name=None):
+def to_onnx(outputs, inputs=None, *, session=None, path=None, opset=21, name=None,
+            optimize=True):
     """An onnx.ModelProto computing `outputs` (Tensor, list or dict) from `inputs`.
 
     Variables are frozen to initializers holding their values in `session` (else their initial
-    values). Unknown dims become dim_param-free dims, named dims `dim_param`s.
+    values). Unknown dims become dims without a value, named dims `dim_param`s. With
+    `optimize` (the default) the graph first goes through the pipeline a Session runs, so the
+    file computes exactly what `Session.run` computes.
     """
     if isinstance(outputs, dict):
         names = [str(k) for k in outputs]
@@ -47,6 +50,10 @@ def to_onnx(outputs, inputs=None, *, session=None, path=None, opset=21, name=Non
         inputs = list(inputs) if not isinstance(inputs, Tensor) else [inputs]
     values = session.variable_values() if session is not None else None
     graph = outs[0].graph if outs else None
+    if optimize:  # the pipeline Session runs, so the file computes exactly what Session does
+        from ..passes.manager import optimize_for_session  # noqa: PLC0415
+
+        outs, _, inputs = optimize_for_session(outs, [], inputs)
     low = lower(outs, inputs=inputs, output_names=names, variable_mode="freeze",
                 variable_values=values, opset=opset, name=name or (graph.name if graph else "graphad"))
     check(low.model)
