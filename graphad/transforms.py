@@ -296,9 +296,16 @@ def vjp(f, *primals, has_aux=False):
 
 
 def hessian(f, argnums=0, has_aux=False, sparsity=None):
-    """Hessian of scalar `f`: jacfwd of grad (forward-over-reverse), shape in.shape + in.shape."""
+    """Hessian of scalar `f`: jacfwd of grad (forward-over-reverse), shape in.shape + in.shape.
+
+    With `sparsity` ("auto" or a pattern): one Hessian-vector product per color of a star
+    coloring of the pattern, returning a 2-D sparse matrix (in.size, in.size); see
+    graphad/sparse.py.
+    """
     if sparsity is not None:
-        raise NotImplementedError("hessian(sparsity=...) is not supported yet")
+        from .sparse import sparse_jacobian  # noqa: PLC0415  (sparse builds on this module)
+
+        return sparse_jacobian(f, argnums, has_aux, sparsity, "hessian")
     return jacfwd(grad(f, argnums, has_aux=has_aux), argnums, has_aux=has_aux)
 
 
