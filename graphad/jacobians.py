@@ -137,18 +137,30 @@ def _key(argnums):
 
 
 def jacfwd(f, argnums=0, has_aux=False, sparsity=None):
-    """Jacobian by forward mode, shape out.shape + in.shape: one JVP per input element."""
+    """Jacobian by forward mode, shape out.shape + in.shape: one JVP per input element.
+
+    With `sparsity` ("auto" or a pattern): one JVP per color of the pattern's column coloring,
+    returning a 2-D sparse matrix (out.size, in.size); see graphad/sparse.py.
+    """
     if sparsity is not None:
-        raise NotImplementedError("jacfwd(sparsity=...) is not supported yet")
+        from .sparse import sparse_jacobian  # noqa: PLC0415  (sparse builds on this module)
+
+        return sparse_jacobian(f, argnums, has_aux, sparsity, "fwd")
     name = f"jacfwd({getattr(f, '__name__', 'f')})"
     return transformed(("jacfwd", f, _key(argnums), has_aux),
                        lambda: Transformed(_jacfwd_fn(f, argnums, has_aux), name=name, wrapped=f))
 
 
 def jacrev(f, argnums=0, has_aux=False, sparsity=None):
-    """Jacobian by reverse mode, shape out.shape + in.shape: one VJP per output element."""
+    """Jacobian by reverse mode, shape out.shape + in.shape: one VJP per output element.
+
+    With `sparsity` ("auto" or a pattern): one VJP per color of the pattern's row coloring,
+    returning a 2-D sparse matrix (out.size, in.size); see graphad/sparse.py.
+    """
     if sparsity is not None:
-        raise NotImplementedError("jacrev(sparsity=...) is not supported yet")
+        from .sparse import sparse_jacobian  # noqa: PLC0415  (sparse builds on this module)
+
+        return sparse_jacobian(f, argnums, has_aux, sparsity, "rev")
     name = f"jacrev({getattr(f, '__name__', 'f')})"
     return transformed(("jacrev", f, _key(argnums), has_aux),
                        lambda: Transformed(_jacrev_fn(f, argnums, has_aux), name=name, wrapped=f))
