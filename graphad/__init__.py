@@ -26,6 +26,8 @@ from .ops import *  # noqa: F401,F403
 from .ops import linalg  # noqa: F401
 from .passes.autodiff import gradients  # noqa: F401
 from .session import Session  # noqa: F401
+from .export.onnx_import import import_onnx  # noqa: F401
+from .sparse import hessian_sparsity, jacobian_sparsity  # noqa: F401
 from .transforms import *  # noqa: F401,F403
 from . import viz  # noqa: F401
 from .types import (  # noqa: F401
