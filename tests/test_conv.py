@@ -20,7 +20,7 @@ def naive_conv(x, w, bias=None, strides=1, padding=0, dilations=1, groups=1):
     dh, dw = (dilations, dilations) if isinstance(dilations, int) else dilations
     pt, pl, pb, pr = (padding,) * 4 if isinstance(padding, int) else padding
     x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
     og = o // groups

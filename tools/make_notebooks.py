@@ -200,10 +200,126 @@ print(fresh.run(loss, {x: X, y: Y}) == sess.run(loss, {x: X, y: Y}))
 """),
 ]
 
+CONTROL = [
+    md("""
+# Control flow and implicit functions
+`while_loop`, `fori_loop`, `scan` and `cond` are graph nodes holding body graphs; they lower to ONNX
+`Loop` / `If` and differentiate in both modes, to any order, even when the trip count depends on the
+data (JAX refuses reverse mode through `while_loop`).
+"""),
+    code("""
+import numpy as np
+import graphad as ga
+
+def power_by_loop(x, n):
+    # acc = acc * x, repeated while i < n: the trip count is data
+    _, acc = ga.while_loop(lambda v: v[0] < n, lambda v: (v[0] + 1, v[1] * x), (0, ga.ones_like(x)))
+    return acc
+
+for n in (0, 1, 5):
+    d = ga.grad(power_by_loop)(1.5, n)
+    d2 = ga.grad(ga.grad(power_by_loop))(1.5, n)
+    print(n, d, n * 1.5 ** (n - 1), d2)
+"""),
+    md("A loop whose trip count changes with the input: Newton's method for a square root, run to tolerance."),
+    code("""
+def newton_sqrt(a):
+    def body(v):
+        i, x = v
+        return i + 1, 0.5 * (x + a / x)
+    def cond(v):
+        i, x = v
+        return ga.logical_and(ga.abs(x * x - a) > 1e-6 * a, i < 100)
+    return ga.while_loop(cond, body, (0, a))[1]
+
+for a in (2.0, 9.0, 1e4):
+    print(a, newton_sqrt(np.float64(a)) if False else ga.jit(newton_sqrt)(a), ga.grad(newton_sqrt)(a), 0.5 / np.sqrt(a))
+"""),
+    md("`scan` carries state over the leading axis; `cond` picks a branch on data; both differentiate."),
+    code("""
+def cumulative(xs):
+    return ga.scan(lambda c, x: (c + x, c * x), 0.0, xs)
+
+print(ga.jit(cumulative)(np.arange(1.0, 5.0)))
+print(ga.grad(lambda xs: ga.sum(cumulative(xs)[1]))(np.arange(1.0, 5.0)))
+
+piecewise = lambda x: ga.cond(x > 0, lambda t: t ** 2, lambda t: -t, x)
+print([ga.grad(piecewise)(v) for v in (-2.0, 3.0)])
+"""),
+    md("Implicit functions: derivatives by the implicit function theorem, not by unrolling the solver."),
+    code("""
+# x* = cos(a x*): the fixed point moves with a
+xstar = lambda a: ga.fixed_point(lambda x, a: ga.cos(a * x), 0.5, a)
+a = 0.8
+x = ga.jit(xstar)(a)
+print(x, ga.grad(xstar)(a))
+# implicit derivative: dx/da = -x sin(a x) / (1 + a sin(a x))
+print(-x * np.sin(a * x) / (1 + a * np.sin(a * x)))
+
+cube_root = lambda c: ga.root(lambda x, c: x ** 3 - c, 1.0, c)
+print(ga.jit(cube_root)(8.0), ga.grad(cube_root)(8.0), 1 / (3 * 4.0))
+bis = lambda c: ga.root(lambda x, c: x ** 3 - c, 0.0, c, method="bisection", bracket=(0.0, 4.0))
+print(ga.jit(bis)(8.0), ga.grad(bis)(8.0))
+"""),
+    md("The traced loop, and its picture (bodies are clusters):"),
+    code("""
+traced = ga.jit(ga.grad(power_by_loop)).trace(1.5, 3)
+print(traced.text()[:1500])
+traced
+"""),
+]
+
+OPTIMIZER_TOUR = [
+    md("""
+# A tour of the optimiser
+`ga.passes.optimize` runs the explicit pipeline (dead code, constant folding, CSE, simplification,
+loop-invariant hoisting, fusion) to a fixpoint and reports what each pass did. Gradient graphs are
+where it matters most.
+"""),
+    code("""
+import numpy as np
+import graphad as ga
+
+g = ga.Graph("tour")
+with g:
+    x = ga.placeholder((None, 4), name="x")
+    w = ga.Variable(np.ones((4, 3), np.float32), name="w")
+    y = ga.tanh(x @ w) * 1.0 + 0.0
+    loss = ga.sum(ga.log_softmax(y) ** 2)
+    (dw,) = ga.gradients(loss, [w])
+print("nodes before:", len(g.nodes))
+(opt_dw,), report = ga.passes.optimize([dw])
+print(report)
+"""),
+    md("The text IR before and after:"),
+    code("""
+from graphad.viz import outputs_text
+print(outputs_text([dw])[:2000])
+print(outputs_text([opt_dw])[:2000])
+"""),
+    md("Both compute the same values:"),
+    code("""
+feed = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+before = ga.Session(g, optimize=False).run(dw, {x: feed})
+after = ga.Session(opt_dw.graph, optimize=False).run(opt_dw, {opt_dw.graph.placeholders()[0]: feed})
+print(np.max(np.abs(before - after)))
+"""),
+    md("Pictures: the gradient graph before, and what the optimiser changed:"),
+    code("ga.viz.draw(dw)"),
+    code("ga.viz.draw(opt_dw)"),
+    code("""
+d = ga.viz.diff([dw], [opt_dw])
+print(d)
+d
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_autodiff.ipynb": AUTODIFF,
+    "03_control_flow.ipynb": CONTROL,
     "04_training_export.ipynb": TRAINING,
+    "05_optimizer_tour.ipynb": OPTIMIZER_TOUR,
 }
 
 

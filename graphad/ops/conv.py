@@ -7,7 +7,7 @@ import numpy as np
 from ..build import as_tensor, promote
 from ..errors import DTypeError, ShapeError
 from ..registry import apply, defop
-from ..types import TensorType, default_float, float16, format_shape, is_static
+from ..types import TensorType, default_float, format_shape, is_static
 from .conv_lower import lower_conv, lower_filter_grad, lower_input_grad
 from .elementwise import add
 from .elementwise_core import cast, wanted
@@ -309,8 +309,15 @@ CONV2D_FILTER_GRAD = defop(
 # The builder
 
 
+def _as_tuple(v):
+    try:
+        return tuple(v)
+    except TypeError:
+        return ()
+
+
 def _pair(v, what):
-    vals = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    vals = (v, v) if isinstance(v, (int, np.integer)) else _as_tuple(v)
     if len(vals) != 2 or not all(_is_int(a) and a >= 1 for a in vals):
         raise shape_error(f"conv2d: {what} must be a positive int or a pair of them, got {v!r}")
     return tuple(int(a) for a in vals)
@@ -324,8 +331,9 @@ def _same_pads(x, w, strides, dilations, lower_first):
     """Explicit pads for SAME padding (output size ceil(in / stride)); extra pad at the end
     (SAME_UPPER, TensorFlow's SAME) or at the beginning (SAME_LOWER)."""
     hw = x.shape[2:]
-    if not all(isinstance(d, int) for d in hw):
-        raise shape_error(f"conv2d: SAME padding needs static spatial dims, got {describe(x)}")
+    if not all(isinstance(d, int) for d in hw + w.shape[2:]):
+        raise shape_error(f"conv2d: SAME padding needs static spatial dims, got {describe(x)} "
+                          f"and the filter {describe(w)}")
     begins, ends = [], []
     for n, k, s, d in zip(hw, w.shape[2:], strides, dilations):
         total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
@@ -339,7 +347,7 @@ def _explicit_pads(padding):
     if _is_int(padding):
         vals = (padding,) * 4
     else:
-        vals = tuple(padding)
+        vals = _as_tuple(padding)
         if len(vals) == 2 and all(_is_int(v) for v in vals):
             vals = vals * 2
         elif len(vals) == 2 and all(isinstance(v, (tuple, list)) and len(v) == 2 for v in vals):
