@@ -138,16 +138,7 @@ def main(argv=None):
     p.add_argument("--only", default=None, help="comma-separated workload ids, e.g. W1,W3")
     p.add_argument("--peers", default=",".join(ORDER), help="systems to run (default: all)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--ort-no-spin", action="store_true",
-                   help="experiment: graphad's onnxruntime sessions with allow_spinning=0")
     args = p.parse_args(argv)
-    if args.ort_no_spin:
-        import graphad.session  # noqa: PLC0415
-
-        from .profiling import session_factory  # noqa: PLC0415
-
-        graphad.session.make_inference_session = session_factory(
-            config={"session.intra_op.allow_spinning": "0"})
     mode = "tiny" if args.tiny else ("quick" if args.quick else "full")
     budget = {"tiny": harness.TINY, "quick": harness.QUICK, "full": harness.FULL}[mode]
     peers = tuple(x.strip() for x in args.peers.split(",") if x.strip())

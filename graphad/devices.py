@@ -57,6 +57,9 @@ def make_inference_session(model, device, threads, check=True):
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
+    # Pool threads that spin for work fight the calling thread for the same cores: on a 2-core
+    # machine that cost W1 a third of its step time (benchmarks/PROFILE.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [_CUDA, _CPU] if device == "cuda" else [_CPU]
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:

@@ -95,11 +95,21 @@ def _matmul_jvp(node, ta, tb):
     return (terms[0] if len(terms) == 1 else terms[0] + terms[1],)
 
 
+def _matmul_lower(ctx, node, a, b):
+    """MatMul; a 1-D right operand goes in as a (k, 1) column and comes out squeezed, because
+    onnxruntime's matrix-vector path is 4-27x slower than its matrix-matrix one (PROFILE.md)."""
+    ra, rb = len(node.inputs[0].shape), len(node.inputs[1].shape)
+    if rb != 1 or ra < 2:
+        return (ctx.emit("MatMul", [a, b]),)
+    col = ctx.emit("Unsqueeze", [b, ctx.i64([1])])
+    return (ctx.emit("Squeeze", [ctx.emit("MatMul", [a, col]), ctx.i64([-1])]),)
+
+
 MATMUL = defop(
     "matmul",
     infer=_matmul_infer,
     reference=lambda node, a, b: (np.matmul(a, b).astype(node.outputs[0].dtype.np),),
-    lower=lambda ctx, node, a, b: (ctx.emit("MatMul", [a, b]),),
+    lower=_matmul_lower,
     vjp=_matmul_vjp,
     jvp=_matmul_jvp,
     doc="numpy matmul: 1-D operands are promoted to matrices (the added dim removed again), "
