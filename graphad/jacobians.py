@@ -1,9 +1,11 @@
-"""Dense Jacobians: jacfwd (one JVP per input basis direction) and jacrev (one VJP per output
-element), every direction in one graph so a concrete call is a single onnxruntime run."""
+"""Dense Jacobians: jacfwd (a JVP per input basis direction) and jacrev (a VJP per output
+element), all directions batched into one JVP/VJP where every op on the path has a batching rule
+(graphad/batched.py), else one copy per direction; either way one graph, one onnxruntime run."""
 
 import numpy as np
 
 from . import tree
+from .batched import push_batched
 from .build import constant
 from .errors import ShapeError
 from .tracing import (
@@ -92,21 +94,57 @@ def _nest(blocks, o_leaves, o_td, parts, single):
     return tree.unflatten(o_td, out)
 
 
+def _fwd_columns(o_leaves, xs, j):
+    """Block column j (d outputs / d xs[j]) of every output: one batched JVP pushing all basis
+    directions of xs[j] at once, or one JVP per direction when some op has no batching rule."""
+    x = xs[j]
+    n = _static_size(x, "jacfwd", "input")
+    seeded = (lambda seed: forward_engine().jvp(o_leaves, xs, [seed if k == j else None
+                                                             for k in range(len(xs))]))
+    stacked = push_batched(x, seeded) if n > 0 else None
+    if stacked is not None:  # (n,) + o.shape -> o.shape + x.shape
+        return [zeros(_Shaped(o.shape + x.shape, o), o.dtype) if s is None
+                else _directions_last(s, o, x) for o, s in zip(o_leaves, stacked)]
+    cols = [[] for _ in o_leaves]
+    for k in range(n):
+        tangents = [None] * len(xs)
+        tangents[j] = _basis(x, k)
+        for i, (o, t) in enumerate(zip(o_leaves, forward_engine().jvp(o_leaves, xs, tangents))):
+            cols[i].append(zeros(o, o.dtype) if t is None else t)
+    return [_assemble(cols[i], o.shape, x.shape, -1, o) for i, o in enumerate(o_leaves)]
+
+
+def _directions_last(s, o, x):
+    """(n,) + o.shape stacked tangents as the Jacobian block o.shape + x.shape."""
+    shape = tuple(o.shape) + tuple(x.shape)
+    if o.shape:
+        s = ops().reshape(s, (num_elements(x.shape), num_elements(o.shape)))
+        s = ops().transpose(s, (1, 0))
+    return ops().reshape(s, shape) if tuple(s.shape) != shape else s
+
+
+def _rev_rows(o, xs):
+    """Block row of output o (d o / d every x): one batched VJP pushing all basis cotangents of
+    o at once, or one VJP per element when some op has no batching rule."""
+    n = _static_size(o, "jacrev", "output")
+    stacked = push_batched(o, lambda seed: autodiff_engine().vjp([o], xs, [seed])) if n else None
+    if stacked is not None:  # (n,) + x.shape -> o.shape + x.shape
+        return [zeros(_Shaped(o.shape + x.shape, x), x.dtype) if s is None
+                else ops().reshape(s, tuple(o.shape) + tuple(x.shape)) for x, s in zip(xs, stacked)]
+    rows = [[] for _ in xs]
+    for k in range(n):
+        for j, (x, g) in enumerate(zip(xs, autodiff_engine().vjp([o], xs, [_basis(o, k)]))):
+            rows[j].append(zeros(x, x.dtype) if g is None else g)
+    return [_assemble(rows[j], o.shape, x.shape, 0, x) for j, x in enumerate(xs)]
+
+
 def _jacfwd_fn(f, argnums, has_aux):
     def run(*args, **kwargs):
         single, args, parts = _prepare(args, argnums, "jacfwd")
         o_leaves, o_td, aux = _call(f, args, kwargs, has_aux, "jacfwd")
         xs = [t for leaves, _ in parts for t in leaves]
-        cols = [[[] for _ in xs] for _ in o_leaves]  # cols[out][in] = one tangent per direction
-        for j, x in enumerate(xs):
-            for k in range(_static_size(x, "jacfwd", "input")):
-                tangents = [None] * len(xs)
-                tangents[j] = _basis(x, k)
-                touts = forward_engine().jvp(o_leaves, xs, tangents)
-                for i, (o, t) in enumerate(zip(o_leaves, touts)):
-                    cols[i][j].append(zeros(o, o.dtype) if t is None else t)
-        blocks = [[_assemble(cols[i][j], o.shape, x.shape, -1, o) for j, x in enumerate(xs)]
-                  for i, o in enumerate(o_leaves)]
+        columns = [_fwd_columns(o_leaves, xs, j) for j in range(len(xs))]
+        blocks = [[columns[j][i] for j in range(len(xs))] for i in range(len(o_leaves))]
         jac = _nest(blocks, o_leaves, o_td, parts, single)
         return (jac, aux) if has_aux else jac
 
@@ -118,14 +156,7 @@ def _jacrev_fn(f, argnums, has_aux):
         single, args, parts = _prepare(args, argnums, "jacrev")
         o_leaves, o_td, aux = _call(f, args, kwargs, has_aux, "jacrev")
         xs = [t for leaves, _ in parts for t in leaves]
-        rows = [[[] for _ in xs] for _ in o_leaves]  # rows[out][in] = one cotangent per element
-        for i, o in enumerate(o_leaves):
-            for k in range(_static_size(o, "jacrev", "output")):
-                grads = autodiff_engine().vjp([o], xs, [_basis(o, k)])
-                for j, (x, g) in enumerate(zip(xs, grads)):
-                    rows[i][j].append(zeros(x, x.dtype) if g is None else g)
-        blocks = [[_assemble(rows[i][j], o.shape, x.shape, 0, x) for j, x in enumerate(xs)]
-                  for i, o in enumerate(o_leaves)]
+        blocks = [_rev_rows(o, xs) for o in o_leaves]
         jac = _nest(blocks, o_leaves, o_td, parts, single)
         return (jac, aux) if has_aux else jac
 
