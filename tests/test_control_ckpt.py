@@ -101,6 +101,33 @@ def test_checkpointing_shrinks_the_tape():
     assert n_ten * 8 < n_none
 
 
+def _body_ops(loop):
+    return [n.op for n in loop.attrs["body"].nodes]
+
+
+@pytest.mark.parametrize("k", [None, 1])
+def test_optimizer_keeps_checkpointed_recomputation_in_the_backward_loop(k):
+    """With checkpoint=1 the backward loop recomputes tanh from the stored carries; the loop
+    passes must not move that recomputation out over the whole tape (it would store T
+    residuals again). Without checkpointing, tanh is taped and the backward loop has none."""
+    with ga.Graph(), ga.config.x64():
+        x = ga.placeholder((16,), ga.float64)
+        w = ga.placeholder((16, 16), ga.float64)
+        v = ga.fori_loop(0, 50, lambda i, v: v + 0.01 * ga.tanh(w @ v), x, checkpoint=k)
+        (gw,) = ga.gradients(ga.sum(v * v), [w])
+        (opt,), _ = ga.passes.optimize([gw])
+        backward = [n for n in opt.graph.nodes if n.op == "loop" and n.tags.get("recompute")]
+        assert len(backward) == (1 if k == 1 else 0)
+        if k == 1:
+            assert "tanh" in _body_ops(backward[0])
+        rng = np.random.default_rng(1)
+        feeds = {x: rng.normal(size=16), w: rng.normal(size=(16, 16)) / 4}
+        ph = {p.name: p for p in opt.graph.placeholders()}
+        got = ga.Session(opt.graph, optimize=False).run(
+            opt, {ph[t.name]: val for t, val in feeds.items()})
+        np.testing.assert_allclose(got, evaluate([gw], feeds)[0], rtol=1e-10)
+
+
 def test_checkpoint_docstrings_state_costs():
     for fn in (ga.while_loop, ga.fori_loop, ga.scan):
         assert "checkpoint" in fn.__doc__

@@ -223,6 +223,8 @@ def taped_vjp(node, st, recompute, cts, fc, fx, fcap, fy):
     trips = m if a["cond"] is None else dim_size(tape_node.outputs[-1], 0)
     bnode, n_acc = _backward_loop(node, st, res, stack, hoisted, back_ys, accs, trips, cts,
                                   fc, fcap, fy)
+    if recompute:  # passes keep its per-step recomputation inside it (loop_plan, licm, cse)
+        bnode.tags["recompute"] = True
     bo = list(bnode.outputs)
     ct_caps = [None] * len(fcap)
     for i, acc in zip(accs, bo[len(fc):len(fc) + n_acc]):

@@ -105,7 +105,10 @@ def plan_loop(node, inputs, b):
     _find_unused(plan, node, uses)
     _find_accumulators(plan)
     gain = _plan_sink(plan)  # first: increments and scan outputs go after the loop
-    gain += _plan_precompute(plan)
+    if not node.tags.get("recompute"):
+        # a checkpointed backward loop recomputes its steps on purpose: precomputing them over
+        # all steps at once would store T residuals, the memory checkpointing exists to save
+        gain += _plan_precompute(plan)
     gain += len(plan.dead) + len(plan.unused_ys) + 2 * len(plan.accumulators)
     if gain <= 0:
         return None
