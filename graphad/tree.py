@@ -24,7 +24,11 @@ class TreeDef:
             return "*"
         if self.kind == "none":
             return "None"
+        if self.kind == "dict":  # keys shown: two dicts differ by their keys more often than not
+            return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.meta, self.children)) + "}"
         inner = ", ".join(repr(c) for c in self.children)
+        if self.kind == "namedtuple":
+            return f"{self.meta.__name__}({inner})"
         return {"tuple": f"({inner})", "list": f"[{inner}]"}.get(self.kind, f"{self.kind}({inner})")
 
 

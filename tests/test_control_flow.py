@@ -322,3 +322,10 @@ def test_text_ir_shows_loop_bodies():
         text = g.text()
     assert "loop" in text and "fori_body" in text
     assert len(loop_nodes(g)) == 1
+
+
+def test_dict_carry_mismatch_names_the_keys():
+    x = ga.placeholder((), name="x")
+    with pytest.raises(ga.GraphadError, match=r"returns structure \{'b': \*\} but the loop "
+                                              r"carries \{'a': \*\}"):
+        ga.while_loop(lambda s: s["a"] < 3.0, lambda s: {"b": s["a"]}, {"a": x})
