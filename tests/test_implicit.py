@@ -135,3 +135,57 @@ def test_bisection_without_sign_change_at_run_time_gives_nan(x64):
         sess = ga.Session()
         assert np.isnan(sess.run(x, {a: 4.0}))
         np.testing.assert_allclose(sess.run(x, {a: 0.25}), 0.5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# on_fail: a solver that does not converge (or a bracket without a sign change) can fail the run
+
+
+def _run_both(out, feeds):
+    """The value from the numpy interpreter and from a Session (each may raise RunError)."""
+    results = []
+    for run in (lambda: evaluate([out], feeds)[0], lambda: ga.Session().run(out, feeds)):
+        try:
+            results.append(run())
+        except ga.RunError as e:
+            results.append(e)
+    return results
+
+
+def test_on_fail_error_reports_non_convergence(x64):
+    x = ga.placeholder((), ga.float64, name="x")
+    diverging = ga.fixed_point(lambda z: z * 2.0 + 1.0, x, max_iterations=10, on_fail="error")
+    for got in _run_both(diverging, {x: 1.0}):
+        assert isinstance(got, ga.RunError) and "fixed_point" in str(got)
+        assert "test_implicit.py" in str(got)
+    quiet = ga.fixed_point(lambda z: z * 2.0 + 1.0, x, max_iterations=10)
+    assert [float(v) for v in _run_both(quiet, {x: 1.0})] == [2047.0, 2047.0]
+    converging = ga.fixed_point(lambda z: 0.5 * z + 1.0, x, tol=1e-12, on_fail="error")
+    np.testing.assert_allclose([float(v) for v in _run_both(converging, {x: 0.0})], 2.0)
+
+
+def test_a_nan_iteration_is_not_taken_for_converged(x64):
+    """Newton on z^2 + 1 (no real root) produces NaN steps: the loop must not stop there as if
+    max|step| <= tol held; with on_fail="error" it reports, by default it returns NaN."""
+    x = ga.placeholder((), ga.float64, name="x")
+    strict = ga.root(lambda z: z * z + 1.0, x, max_iterations=20, on_fail="error")
+    assert all(isinstance(v, ga.RunError) for v in _run_both(strict, {x: 1.0}))
+    lax = ga.root(lambda z: z * z + 1.0, x, max_iterations=20)
+    assert all(np.isnan(v) for v in _run_both(lax, {x: 1.0}))
+
+
+def test_bisection_bracket_checked_at_run_time(x64):
+    x = ga.placeholder((), ga.float64, name="x")
+    p = ga.placeholder((), ga.float64, name="p")
+    r = ga.root(lambda z, a: z * z - a, x, p, method="bisection", bracket=(0.0, 2.0),
+                on_fail="error", tol=1e-12)
+    for got in _run_both(r, {x: 1.0, p: -1.0}):  # z^2 + 1 has no sign change on [0, 2]
+        assert isinstance(got, ga.RunError) and "no sign change" in str(got)
+    np.testing.assert_allclose([float(v) for v in _run_both(r, {x: 1.0, p: 2.0})], np.sqrt(2.0))
+    (dp,) = ga.gradients(r, [p])
+    np.testing.assert_allclose(ga.Session().run(dp, {x: 1.0, p: 2.0}), 0.5 / np.sqrt(2.0))
+
+
+def test_on_fail_must_be_known():
+    with pytest.raises(ValueError, match="on_fail"):
+        ga.fixed_point(lambda z: z, 1.0, on_fail="raise")

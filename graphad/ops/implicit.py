@@ -19,7 +19,7 @@ from ..errors import DTypeError, ShapeError, user_location
 from ..graph import Tensor, ancestors, get_default_graph, inline
 from ..registry import defop, graph_of
 from ..types import num_elements
-from .control import StructureError, _label, trace_body, while_loop
+from .control import StructureError, _label, guard, trace_body, while_loop
 from .control_grad import engines, new_body, replay, safe_vjp
 
 __all__ = ["fixed_point", "root"]
@@ -82,7 +82,7 @@ def _iterate(attrs, step, start):
         v = step(s[0])
         return v, ops.max(ops.abs(v - s[0])) / ops.maximum(ops.max(ops.abs(v)), 1.0)
 
-    return while_loop(lambda s: s[1] > tol, body, (start, big),
+    return while_loop(lambda s: _unconverged(s[1], tol), body, (start, big),
                       max_iterations=attrs["max_iterations"])[0]
 
 
@@ -225,9 +225,23 @@ def _implicit(outer, kind, x_loop, p_leaves, fg, tol, max_iterations, name, loca
     return node.outputs[0]
 
 
-def fixed_point(f, x0, *params, tol=1e-6, max_iterations=1000, name=None):
+def _unconverged(err, tol):
+    """The loop goes on while err > tol, and also while err is NaN (a diverged iteration must
+    not pass for a converged one: it runs to max_iterations, where on_fail decides)."""
+    return _ops().logical_not(_ops().less_equal(err, tol))
+
+
+def _on_max(label, on_fail):
+    if on_fail not in ("return", "error"):
+        raise ValueError(f"{label}: on_fail must be 'return' or 'error', got {on_fail!r}")
+    return "error" if on_fail == "error" else "stop"
+
+
+def fixed_point(f, x0, *params, tol=1e-6, max_iterations=1000, on_fail="return", name=None):
     """`x*` with `f(x*, *params) = x*`, by iterating x <- f(x, *params) from x0 until
-    max|x_new - x| <= tol (at most `max_iterations` trips; the loop stops there).
+    max|x_new - x| <= tol (at most `max_iterations` trips). When it has not converged by then,
+    `on_fail="return"` (default) gives the last iterate and `on_fail="error"` makes the run fail
+    (ga.RunError naming this call's line).
 
     `x0` is one tensor; `params` any pytrees. Derivatives with respect to `params` (and to
     tensors f captures) come from the implicit function theorem, not from the iterations:
@@ -236,6 +250,7 @@ def fixed_point(f, x0, *params, tol=1e-6, max_iterations=1000, name=None):
     """
     location = user_location()
     label = _label("fixed_point", name, location)
+    on_max = _on_max(label, on_fail)
     outer, x0, p_leaves, fg = _prepare(f, x0, params, label, "fixed_point_f")
     sg_p, sg_c = _frozen(outer, p_leaves, fg)
     ops = _ops()
@@ -246,13 +261,14 @@ def fixed_point(f, x0, *params, tol=1e-6, max_iterations=1000, name=None):
 
     with outer.as_default():
         big = as_tensor(np.asarray(np.inf, x0.dtype.np))
-        x_loop = while_loop(lambda s: s[1] > tol, body, (x0, big),
-                            max_iterations=max_iterations)[0]
+        x_loop = while_loop(lambda s: _unconverged(s[1], tol), body, (x0, big),
+                            max_iterations=max_iterations, on_max=on_max, name="fixed_point")[0]
         return _implicit(outer, "fixed_point", x_loop, p_leaves, fg, tol, max_iterations, name,
                          location)
 
 
-def root(F, x0, *params, method="newton", bracket=None, tol=1e-6, max_iterations=100, name=None):
+def root(F, x0, *params, method="newton", bracket=None, tol=1e-6, max_iterations=100,
+         on_fail="return", name=None):
     """`x` with `F(x, *params) = 0`.
 
     `method="newton"`: x <- x - F_x^{-1} F from x0 (F_x by one forward JVP per element of x,
@@ -260,10 +276,14 @@ def root(F, x0, *params, method="newton", bracket=None, tol=1e-6, max_iterations
     `method="bisection"`: scalar x, `bracket=(lo, hi)` with F(lo), F(hi) of opposite signs;
     halves the bracket until hi - lo <= tol (x0 only gives the dtype). A bracket without a sign
     change raises ValueError when F(lo), F(hi) are known while building, else gives NaN.
+    `on_fail="error"` instead makes a run fail (ga.RunError naming this call's line) when the
+    iteration has not converged within `max_iterations` or the bracket has no sign change;
+    `on_fail="return"` (default) gives the last iterate (or NaN for such a bracket).
     Derivatives with respect to `params` by the implicit function theorem (module docstring).
     """
     location = user_location()
     label = _label("root", name, location)
+    on_max = _on_max(label, on_fail)
     if method not in ("newton", "bisection"):
         raise ValueError(f"{label}: method must be 'newton' or 'bisection', got {method!r}")
     outer, x0, p_leaves, fg = _prepare(F, x0, params, label, "root_F")
@@ -275,13 +295,14 @@ def root(F, x0, *params, method="newton", bracket=None, tol=1e-6, max_iterations
         if method == "newton":
             if bracket is not None:
                 raise ValueError(f"{label}: bracket is only used by method='bisection'")
-            x_loop = _newton(fg, x0, sg_p, sg_c, tol, max_iterations)
+            x_loop = _newton(fg, x0, sg_p, sg_c, tol, max_iterations, on_max)
         else:
-            x_loop = _bisection(fg, x0, p_leaves, sg_p, sg_c, bracket, tol, max_iterations, label)
+            x_loop = _bisection(fg, x0, p_leaves, sg_p, sg_c, bracket, tol, max_iterations,
+                                label, on_max)
         return _implicit(outer, "root", x_loop, p_leaves, fg, tol, max_iterations, name, location)
 
 
-def _newton(fg, x0, sg_p, sg_c, tol, max_iterations):
+def _newton(fg, x0, sg_p, sg_c, tol, max_iterations, on_max):
     ops = _ops()
 
     def body(s):
@@ -291,10 +312,11 @@ def _newton(fg, x0, sg_p, sg_c, tol, max_iterations):
         return x - step, ops.max(ops.abs(step))
 
     big = as_tensor(np.asarray(np.inf, x0.dtype.np))
-    return while_loop(lambda s: s[1] > tol, body, (x0, big), max_iterations=max_iterations)[0]
+    return while_loop(lambda s: _unconverged(s[1], tol), body, (x0, big),
+                      max_iterations=max_iterations, on_max=on_max, name="root")[0]
 
 
-def _bisection(fg, x0, p_leaves, sg_p, sg_c, bracket, tol, max_iterations, label):
+def _bisection(fg, x0, p_leaves, sg_p, sg_c, bracket, tol, max_iterations, label, on_max):
     ops = _ops()
     if bracket is None or len(bracket) != 2:
         raise ValueError(f"{label}: method='bisection' needs bracket=(lo, hi)")
@@ -316,9 +338,13 @@ def _bisection(fg, x0, p_leaves, sg_p, sg_c, bracket, tol, max_iterations, label
         return ops.where(right, mid, a), ops.where(right, b, mid), ops.where(right, fm, fa)
 
     a, b, _ = while_loop(lambda s: ops.greater(s[1] - s[0], tol), body, (lo, hi, f_lo),
-                         max_iterations=max_iterations)
+                         max_iterations=max_iterations, on_max=on_max, name="root")
     mid = (a + b) * 0.5
-    return ops.where(ops.greater(f_lo * f_hi, 0.0), nan, mid)
+    same_sign = ops.greater(f_lo * f_hi, 0.0)
+    if on_max == "error":
+        return guard(same_sign, [mid], f"{label}: the bracket has no sign change "
+                                       "(F(lo) and F(hi) have the same sign)")[0]
+    return ops.where(same_sign, nan, mid)
 
 
 def _static_sign_check(fg, lo, hi, p_leaves, label):
