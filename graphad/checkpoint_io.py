@@ -16,8 +16,12 @@ def restore_variables(sess, path):
     try:
         with np.load(path, allow_pickle=False) as data:
             loaded = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise GraphadError(f"cannot read variables from {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        # a missing file is OSError, but a corrupt or truncated archive can raise almost
+        # anything from zipfile, zlib or numpy's header parser (BadZipFile, zlib.error,
+        # EOFError, tokenize.TokenError, NotImplementedError, ...): all mean "not a checkpoint"
+        raise GraphadError(f"cannot read variables from {str(path)!r} (nothing was changed): "
+                           f"not a readable .npz file ({type(e).__name__}: {e})") from None
     variables = sess.graph.variables
     problems = [f"unknown variable {k!r}" for k in loaded if k not in variables]
     for name, v in variables.items():

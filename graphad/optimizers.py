@@ -8,7 +8,7 @@ Session, saved by `sess.save` and exported by `ga.export.train_step_to_onnx` lik
 import numpy as np
 
 from .build import Variable, as_tensor, group
-from .errors import GraphadError, GraphError
+from .errors import GraphadError, GraphError, NotDifferentiableError
 from .graph import Operation, Tensor, ancestors
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -17,6 +17,31 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 def _dependent_trainables(loss):
     return [n.outputs[0] for n in ancestors([loss])
             if n.op == "variable" and n.outputs[0].trainable]
+
+
+def _differentiable_trainables(loss):
+    """The trainable variables `loss` depends on, less those it reaches only through ops with
+    no derivative (a float threshold in `x > t`, the predicate of an If): TF-1 leaves those out
+    of var_list=None silently. The test is the one `gradients` applies (Plan.check_differentiable);
+    when all of them are blocked, its NotDifferentiableError for the first is raised."""
+    from .passes.autodiff import Plan  # noqa: PLC0415
+
+    found = _dependent_trainables(loss)
+    floats = [v for v in found if v.dtype.is_floating]
+    try:
+        Plan([loss], floats).check_differentiable("vjp")
+        return found  # the common case: one walk, nothing blocked
+    except NotDifferentiableError as e:
+        error = e
+    blocked = set()
+    for v in floats:  # only when something is blocked: one plan per variable finds which
+        try:
+            Plan([loss], [v]).check_differentiable("vjp")
+        except NotDifferentiableError:
+            blocked.add(v)
+    if len(blocked) == len(floats):
+        raise error
+    return [v for v in found if v not in blocked]
 
 
 class Optimizer:
@@ -36,7 +61,7 @@ class Optimizer:
             raise GraphadError(f"minimize: loss {loss.name!r} must be a scalar, has shape "
                                f"{loss.shape}")
         if var_list is None:
-            var_list = _dependent_trainables(loss)
+            var_list = _differentiable_trainables(loss)
         var_list = list(var_list)
         if not var_list:
             raise GraphadError(f"minimize: loss {loss.name!r} depends on no trainable variable")
