@@ -54,7 +54,7 @@ def make_inference_session(model, device, threads, check=True):
     """An InferenceSession on `device`; raises DeviceError if onnxruntime fell back to CPU."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # run-time failures come back as RunErrors naming the op
     if threads:
         opts.intra_op_num_threads = int(threads)
     # Pool threads that spin for work fight the calling thread for the same cores: on a 2-core

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .errors import FeedError, GraphError
+from .errors import FeedError, GraphadError, GraphError, RunError
 from .graph import Operation, Tensor, ancestors
 
 
@@ -33,8 +33,13 @@ def evaluate(fetches, feeds=None, variables=None):
         try:
             with np.errstate(all="ignore"):
                 outs = node.opdef.reference(node, *args)
+        except GraphadError:
+            raise
         except (FloatingPointError, ZeroDivisionError) as e:
             raise GraphError(f"op {node.op!r} ({node.name}) at {node.location}: {e}") from None
+        except (IndexError, ValueError) as e:  # bad run-time values: out-of-range indices, ...
+            raise RunError(f"op {node.op!r} (node {node.name!r}, created at {node.location}) "
+                           f"failed: {type(e).__name__}: {e}") from None
         for o, val in zip(node.outputs, outs):
             env[o] = np.asarray(val)
     return [env[f] if isinstance(f, Tensor) else None for f in fetches]

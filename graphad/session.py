@@ -17,6 +17,7 @@ from . import tree
 from .build import Variable
 from .devices import make_inference_session, resolve_device
 from .errors import GraphError, RunError
+from .export.lowering import describe_ort_failure
 from .export.onnx import lower
 from .feeds import validate_feeds
 from .graph import Operation, Tensor, ancestors, get_default_graph
@@ -38,7 +39,7 @@ _PREBOUND_BYTES = 16384
 class _Executable:
     __slots__ = ("session", "binding", "feed_names", "feeds", "outputs", "output_names",
                  "variable_inputs", "assignments", "model", "c_session", "c_binding",
-                 "device", "dynamic_outputs", "feed_slots")
+                 "device", "dynamic_outputs", "feed_slots", "graphs")
 
 
 class _Plan:
@@ -326,6 +327,8 @@ class Session:
             schedule_early(low.model)
         exe = _Executable()
         exe.model = low.model
+        exe.graphs = tuple(dict.fromkeys([t.graph for t in to_lower + ops_to_lower]
+                                         + [self.graph]))  # to name a failing node
         exe.session = make_inference_session(low.model, self.device, threads)
         exe.binding = exe.session.io_binding()
         exe.c_session = exe.session._sess  # the pybind objects: no Python wrapper per call
@@ -400,7 +403,9 @@ class Session:
         try:
             exe.c_session.run_with_iobinding(io, None)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise RunError(f"onnxruntime failed running graph {self.graph.name!r}: {e}") from None
+            what = describe_ort_failure(exe.graphs, e)
+            raise RunError(f"running graph {self.graph.name!r}: {what}\n  (onnxruntime: {e})"
+                           ) from None
         n = len(exe.output_names)
         if not spares:
             values = io.copy_outputs_to_cpu() if n else []

@@ -1,12 +1,14 @@
 """The lowering context: the one checked way op rules emit ONNX nodes, constants and state."""
 
+import re
+
 import numpy as np
 import onnx
 import onnx.defs
 from onnx import helper, numpy_helper
 
 from ..errors import ExportError, FeedError, GraphadError
-from ..graph import ancestors
+from ..graph import Graph, ancestors
 from ..types import as_dtype
 
 # Contrib ops of onnxruntime's standard (inference) build that graphad may emit.
@@ -219,3 +221,41 @@ def lower_body(ctx, body, formals, bound, outputs, name="body", output_types=Non
         outs.append(value_info(n, ty))
     ctx.domains |= child.domains
     return helper.make_graph(child.nodes, child.fresh(name), inputs, outs, value_info=value_infos)
+
+
+# ---------------------------------------------------------------------------------------------
+# From an onnxruntime failure back to the graphad node that emitted the failing ONNX node
+
+_ORT_NODE = re.compile(r"Name:'(.*?)'(?= Status Message|$)", re.S)
+_ORT_STATUS = re.compile(r"Status Message:\s*(.*)", re.S)
+
+
+def _find_emitter(graphs, prefix):
+    """The node (in `graphs` or their bodies) whose lowering named its ONNX nodes `prefix`."""
+    stack, seen = list(graphs), set()
+    while stack:
+        g = stack.pop()
+        if id(g) in seen:
+            continue
+        seen.add(id(g))
+        for n in g.nodes:
+            if _safe(n.name) == prefix:
+                return n
+            stack.extend(v for v in n.attrs.values() if isinstance(v, Graph))
+    return None
+
+
+def describe_ort_failure(graphs, error):
+    """A readable account of onnxruntime's `error` text: the failing graphad op, its name and
+    the user's line that created it (guards name their ONNX nodes by their message)."""
+    text = str(error)
+    m = _ORT_NODE.search(text)
+    status = _ORT_STATUS.search(text)
+    reason = status.group(1).strip() if status else text
+    if m is None:
+        return reason
+    prefix = m.group(1).rsplit(":", 1)[0]
+    node = _find_emitter(graphs, prefix)
+    if node is None:  # a guard: its ONNX node is named by its message, which has the line
+        return prefix if " at " in prefix else reason
+    return f"op {node.op!r} (node {node.name!r}, created at {node.location}) failed: {reason}"
