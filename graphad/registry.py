@@ -55,6 +55,13 @@ class OpDef:
         return f"<OpDef {self.name}>"
 
 
+def shape_only_inputs(node):
+    """Indices of `node`'s inputs whose values it never reads (only their run-time shapes): no
+    derivative flows through them, not even a zero one (OpDef extra `shape_only`)."""
+    spec = node.opdef.extra.get("shape_only", ())
+    return range(1, len(node.inputs)) if spec == "rest" else spec
+
+
 def register(opdef):
     if opdef.name in _REGISTRY:
         raise GraphadError(f"op {opdef.name!r} registered twice")

@@ -295,3 +295,13 @@ def test_registry_complete():
                 missing.append(f"{name}.{rule}")
     assert not missing, "ops without a derivative rule (and not NOT_DIFFERENTIABLE): " + ", ".join(
         missing)
+
+
+def test_shape_only_inputs_are_no_derivative_path():
+    """sum's VJP reads x only for its shape (unreduce's `like`): that is no path to x, so the
+    Hessian of sum(floor(a) * a) is refused like the scalar case, not silently zero."""
+    f = lambda a: ga.sum(ga.floor(a) * a)  # noqa: E731
+    for arg in (np.array([0.3, 1.7], np.float32), np.float32(1.5)):
+        with pytest.raises(ga.NotDifferentiableError, match="floor"):
+            ga.hessian(f)(arg)
+    np.testing.assert_allclose(ga.grad(f)(np.array([0.3, 1.7], np.float32)), [0.0, 1.0])

@@ -127,6 +127,7 @@ def _sum_to_like_jvp(node, t_g, t_x):
 
 SUM_TO_LIKE = defop(
     "sum_to_like",
+    shape_only=(1,),  # inputs whose values are not read
     infer=_sum_to_like_infer,
     reference=_sum_to_like_reference,
     lower=_sum_to_like_lower,

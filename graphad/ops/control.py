@@ -509,6 +509,7 @@ def _dim_lower(ctx, node, x):
 
 DIM = defop(
     "dim_size",
+    shape_only=(0,),  # inputs whose values are not read
     infer=lambda types, a: (INT64_SCALAR,),
     reference=lambda node, x: (np.int64(x.shape[node.attrs["axis"]]),),
     lower=_dim_lower,

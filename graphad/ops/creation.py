@@ -121,6 +121,7 @@ def _full_like_lower(ctx, node, x):
 
 FULL_LIKE = defop(
     "full_like",
+    shape_only=(0,),  # inputs whose values are not read
     infer=lambda types, attrs: (TensorType(types[0].shape, attrs["dtype"]),),
     reference=lambda node, x: (np.full(x.shape, node.attrs["value"],
                                        dtype=node.attrs["dtype"].np),),

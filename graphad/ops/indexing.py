@@ -128,6 +128,7 @@ def _scatter_slice_vjp(node, g):
 
 SCATTER_SLICE = defop(
     "scatter_slice",
+    shape_only=(1,),  # inputs whose values are not read
     infer=_scatter_slice_infer,
     reference=_scatter_slice_reference,
     lower=_scatter_slice_lower,
@@ -257,6 +258,7 @@ def _scatter_add_vjp(node, g):
 
 SCATTER_ADD = defop(
     "scatter_add",
+    shape_only=(2,),  # inputs whose values are not read
     infer=_scatter_add_infer,
     reference=_scatter_add_reference,
     lower=_scatter_add_lower,

@@ -175,6 +175,7 @@ def _unreduce_vjp(node, ct):
 
 UNREDUCE = defop(
     "unreduce",
+    shape_only=(1,),  # inputs whose values are not read
     infer=_unreduce_infer,
     reference=_unreduce_reference,
     lower=_unreduce_lower,

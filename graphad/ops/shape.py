@@ -259,6 +259,7 @@ def _reshape_like_vjp(node, g):
 
 RESHAPE_LIKE = defop(
     "reshape_like",
+    shape_only=(1,),  # inputs whose values are not read
     infer=_reshape_like_infer,
     reference=lambda node, x, y: (np.reshape(x, y.shape),),
     lower=lambda ctx, node, x, y: (ctx.emit("Reshape", [x, ctx.emit("Shape", [y])], allowzero=1),),
@@ -442,6 +443,7 @@ def _broadcast_to_like_vjp(node, g):
 
 BROADCAST_TO_LIKE = defop(
     "broadcast_to_like",
+    shape_only=(1,),  # inputs whose values are not read
     infer=lambda types, attrs: (TensorType(broadcast_shapes(types[0].shape, types[1].shape),
                                            types[0].dtype),),
     reference=lambda node, x, y: (np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape,

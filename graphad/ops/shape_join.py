@@ -144,6 +144,7 @@ def _split_like_vjp(node, *cots):
 
 SPLIT_LIKE = defop(
     "split_like",
+    shape_only="rest",  # inputs whose values are not read
     infer=_split_like_infer,
     reference=_split_like_reference,
     lower=_split_like_lower,

@@ -11,7 +11,7 @@ from ..build import as_tensor, constant
 from ..errors import GraphadError, GraphError, NotDifferentiableError
 from ..graph import Tensor
 from ..ops.accumulate import add_n, sum_to_like
-from ..registry import NOT_DIFFERENTIABLE
+from ..registry import NOT_DIFFERENTIABLE, shape_only_inputs
 from ..types import default_float, format_shape, is_static
 
 __all__ = ["gradients", "needs_gradient", "unbroadcast", "vjp"]
@@ -222,7 +222,8 @@ class Plan:
         for node in reversed(self.nodes):
             if not any(o in need_any for o in node.outputs) or node.op == "stop_gradient":
                 continue  # stop_gradient cuts the path: what lies behind it gets zero, silently
-            ins = [t for t in node.inputs if t in self.active]
+            skip = shape_only_inputs(node)  # a shape-only input is no path at all
+            ins = [t for i, t in enumerate(node.inputs) if t in self.active and i not in skip]
             need_any.update(ins)
             if not _blocks(node, mode) and any(o in need_diff for o in node.outputs):
                 need_diff.update(ins)
