@@ -12,6 +12,7 @@ from .build import (  # noqa: F401
 from .errors import (  # noqa: F401
     DeviceError,
     DTypeError,
+    DTypeOverflowError,
     ExportError,
     FeedError,
     GraphadError,

@@ -1,14 +1,17 @@
 """The build API: placeholders, constants, Variables, assignments, groups, and value conversion."""
 
 import numbers
+import sys
 
 import numpy as np
 
-from .errors import DTypeError, GraphError, ShapeError, user_location
+from .errors import DTypeError, GraphError, ShapeError, _is_internal, user_location
 from .graph import Operation, Tensor, get_default_graph
 from .registry import NOT_DIFFERENTIABLE, apply, defop, graph_of
 from .types import (
+    DTypeOverflowError,
     TensorType,
+    array_overflow,
     as_dtype,
     as_shape,
     canonicalize,
@@ -17,6 +20,7 @@ from .types import (
     dims_compatible,
     format_shape,
     result_type,
+    scalar_overflow,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -113,45 +117,148 @@ def _freeze(arr):
     return arr
 
 
+def _is_python_data(value):
+    """Python scalars and (nested) lists/tuples: converted with NumPy 2's overflow rules."""
+    if isinstance(value, np.generic):
+        return False
+    return isinstance(value, (bool, int, float, list, tuple))
+
+
+def _overflow_error(what, value, dtype, reason, location, index=None, hint=None,
+                    default=False):
+    """DTypeOverflowError for Python number `value` (element `index`) that cannot take `dtype`;
+    `default`: the dtype is graphad's default (int32/float32 without x64), not the user's."""
+    at = f" at index {index}" if index else ""
+    if hint is None:
+        widest = "int64" if dtype.is_integer else "float64"
+        if dtype.bits == 64 or scalar_overflow(value, widest) is not None:
+            hint = f"it does not fit {widest} either, the widest graphad dtype of its kind"
+        else:
+            hint = f"give dtype={_wider(dtype)}" + (" or enable x64 (ga.config.enable_x64())"
+                                                    if default else "")
+    text = repr(value)
+    if len(text) > 40:
+        text = f"{text[:12]}...{text[-6:]} ({len(text)} digits)"
+    return DTypeOverflowError(f"{what}: Python {type(value).__name__} {text}{at} {reason} "
+                              f"(at {location}); {hint}")
+
+
+def _wider(dtype):
+    if dtype.is_integer:
+        return "ga.int64"
+    return "ga.float32" if dtype.bits == 16 else "ga.float64"
+
+
+def _np_array(value, what, location):
+    """np.asarray(value) with NumPy's ragged/unsupported-data errors turned into graphad's."""
+    try:
+        return np.asarray(value)
+    except ValueError as e:
+        if "inhomogeneous" in str(e) or "sequence" in str(e):
+            raise ShapeError(f"{what}: nested sequences of different lengths (ragged) cannot be "
+                             f"a tensor (at {location}): {e}") from None
+        raise DTypeError(f"{what}: cannot convert {type(value).__name__} to an array "
+                         f"(at {location}): {e}") from None
+    except (TypeError, OverflowError) as e:
+        raise DTypeError(f"{what}: cannot convert {type(value).__name__} to an array "
+                         f"(at {location}): {e}") from None
+
+
+def _check_python_data(arr, value, dtype, what, location, default=False):
+    """Python data `value` (as array `arr`) taking `dtype`: refuse overflow (NumPy 2 / JAX)."""
+    if arr.dtype == object:
+        flat = arr.reshape(-1).tolist()
+        for k, v in enumerate(flat):
+            if isinstance(v, int) and not isinstance(v, bool):
+                reason = scalar_overflow(v, dtype)
+                if reason is not None:
+                    index = tuple(int(i) for i in np.unravel_index(k, arr.shape))
+                    raise _overflow_error(what, v, dtype, reason, location, index=index,
+                                          default=default)
+        return
+    hit = array_overflow(arr, dtype)
+    if hit is not None:
+        index, v, reason = hit
+        raise _overflow_error(what, v, dtype, reason, location, index=index if arr.ndim else None,
+                              default=default)
+
+
+def _what(kind, name):
+    return f"{kind} {name!r}" if name else kind
+
+
+def _to_array(value, dtype, what, location):
+    """The array a constant/variable of `value` holds (dtype given, or graphad's defaults)."""
+    if dtype is None:
+        return _default_array(value, what, location)
+    dtype = as_dtype(dtype)
+    arr = _np_array(value, what, location)
+    if arr.dtype.kind not in "biuf" and not (arr.dtype == object and _is_python_data(value)):
+        raise DTypeError(f"{what}: cannot make a {dtype.name} tensor from "
+                         f"{type(value).__name__} of dtype {arr.dtype} (at {location})")
+    if _is_python_data(value):
+        _check_python_data(arr, value, dtype, what, location)
+        if arr.dtype == object:
+            raise DTypeError(f"{what}: cannot make a {dtype.name} tensor from "
+                             f"{type(value).__name__} of mixed Python objects (at {location})")
+    if arr.dtype.kind == "f" and dtype.kind in "ib" and not np.all(np.isfinite(arr)):
+        raise DTypeError(f"{what}: non-finite values cannot become {dtype.name} (at {location})")
+    return arr.astype(dtype.np)
+
+
 def constant(value, dtype=None, name=None, shape=None):
-    """A constant tensor. Without x64, Python floats and float64 arrays become float32."""
+    """A constant tensor. Without x64, Python floats and float64 arrays become float32.
+
+    Python ints outside the dtype's range (int32 without x64) and finite Python numbers that
+    would overflow to inf raise `DTypeOverflowError` (a DTypeError and an OverflowError), as in
+    NumPy 2 / JAX; numpy arrays given an explicit dtype are cast like `astype`."""
+    location = user_location()
     if isinstance(value, Tensor):
-        raise GraphError(f"ga.constant() got a Tensor {value.name!r}; constants hold data")
-    if dtype is not None:
-        dtype = as_dtype(dtype)
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f" and dtype.kind in "ib" and not np.all(np.isfinite(arr)):
-            raise DTypeError(f"constant {name or ''}: non-finite values cannot become {dtype.name}")
-        arr = arr.astype(dtype.np)
-    else:
-        arr = _default_array(value)
+        raise GraphError(f"ga.constant() got a Tensor {value.name!r} at {location}; constants "
+                         "hold data")
+    arr = _to_array(value, dtype, _what("ga.constant()", name), location)
     if shape is not None:
         arr = np.broadcast_to(arr, as_shape(shape))
-    return apply(CONSTANT, (), {"value": _freeze(arr)}, name=name, location=user_location())
+    return apply(CONSTANT, (), {"value": _freeze(arr)}, name=name, location=location)
 
 
-def _default_array(value):
+def _default_array(value, what="ga.constant()", location=None):
     """numpy array with graphad's default dtypes (JAX-like, x64-aware)."""
     if isinstance(value, (bool, np.bool_)):
         return np.asarray(value, dtype=np.bool_)
     if isinstance(value, np.generic):
         return np.asarray(value).astype(canonicalize(value.dtype).np)
+    location = location or user_location()
     if isinstance(value, numbers.Integral):
+        value = int(value)
+        reason = scalar_overflow(value, default_int())
+        if reason is not None:
+            raise _overflow_error(what, value, default_int(), reason, location, default=True)
         return np.asarray(value, dtype=default_int().np)
     if isinstance(value, numbers.Real):
+        value = float(value)
+        reason = scalar_overflow(value, default_float())
+        if reason is not None:
+            raise _overflow_error(what, value, default_float(), reason, location, default=True)
         return np.asarray(value, dtype=default_float().np)
     if isinstance(value, (list, tuple)):
-        arr = np.asarray(value)
+        arr = _np_array(value, what, location)
         if arr.dtype.kind == "i":
+            _check_python_data(arr, value, default_int(), what, location, default=True)
             return arr.astype(default_int().np)
         if arr.dtype.kind == "f":
+            _check_python_data(arr, value, default_float(), what, location, default=True)
             return arr.astype(default_float().np)
         if arr.dtype.kind == "b":
             return arr
-        raise DTypeError(f"cannot make a tensor of {type(value).__name__} with dtype {arr.dtype}")
-    arr = np.asarray(value)
+        if arr.dtype == object:
+            _check_python_data(arr, value, default_int(), what, location, default=True)
+        raise DTypeError(f"{what}: cannot make a tensor of {type(value).__name__} with dtype "
+                         f"{arr.dtype} (at {location})")
+    arr = _np_array(value, what, location)
     if arr.dtype.kind not in "fib":
-        raise DTypeError(f"cannot make a tensor from {type(value).__name__} of dtype {arr.dtype}")
+        raise DTypeError(f"{what}: cannot make a tensor from {type(value).__name__} of dtype "
+                         f"{arr.dtype} (at {location})")
     return arr.astype(canonicalize(arr.dtype).np, copy=False)
 
 
@@ -177,8 +284,52 @@ def as_tensor(x, dtype=None, graph=None):
         return constant(x)
 
 
-def promote(*args):
-    """Convert args to Tensors of one common dtype (JAX-like promotion, weak Python scalars)."""
+def _op_of_caller():
+    """Name of the op whose builder called `promote` (for error messages): the `opdef` of an
+    op-family builder closure (ops/elementwise_core.binary), else the first public function
+    name on the stack inside graphad (`where`, `clip`, `concat`, ...)."""
+    frame = sys._getframe(2)
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        code = frame.f_code
+        if code.co_name == "fn":
+            opdef = frame.f_locals.get("opdef")
+            if getattr(opdef, "name", None):
+                return opdef.name
+        elif not code.co_name.startswith("_") and code.co_name != "promote":
+            return code.co_name
+        frame = frame.f_back
+    return None
+
+
+def _check_weak(args, dt, op):
+    """Refuse weak Python scalars of `args` that overflow the dtype `dt` they take."""
+    for a in args:
+        if not is_weak(a) or isinstance(a, bool):
+            continue
+        reason = scalar_overflow(a, dt)
+        if reason is None:
+            continue
+        widest = "int64" if dt.is_integer else "float64"
+        op = op or _op_of_caller()
+        other = next((t for t in args if isinstance(t, Tensor)), None)
+        with_t = ("" if other is None
+                  else f" combined with tensor {other.name!r} ({other.dtype.name})")
+        what = f"op {op!r}" if op else "an op"
+        if dt.bits == 64 or scalar_overflow(a, widest) is not None:
+            hint = f"it does not fit {widest} either, the widest graphad dtype of its kind"
+        elif other is not None:
+            hint = f"cast the tensor to a wider dtype first (e.g. ga.cast(x, {_wider(dt)}))"
+        else:
+            hint = f"enable x64 or use a {_wider(dt)} tensor"
+        raise _overflow_error(f"{what}{with_t}", a, dt, reason, user_location(), hint=hint)
+
+
+def promote(*args, op=None):
+    """Convert args to Tensors of one common dtype (JAX-like promotion, weak Python scalars).
+
+    A weak Python scalar that does not fit the common dtype (`int32_tensor + 2**40`, a finite
+    float that overflows to inf) raises DTypeOverflowError naming `op` (found from the caller
+    when not given), the value, the dtype and the user's line."""
     strong, weak_kinds = [], set()
     for a in args:
         if isinstance(a, Tensor):
@@ -188,6 +339,8 @@ def promote(*args):
         else:
             strong.append(canonicalize(_default_array(a).dtype))
     dt = result_type(strong, weak_kinds)
+    if weak_kinds - {"b"}:
+        _check_weak(args, dt, op)
     g = graph_of(args)
     return [as_tensor(a, dt, graph=g) for a in args]
 
@@ -224,7 +377,7 @@ class Variable(Tensor):
             (value,) = evaluate([initial_value])
         else:
             value = initial_value
-        value = _initial_array(value, dtype)
+        value = _initial_array(value, dtype, _what("ga.Variable()", name), location)
         g = graph_of([initial_value]) if isinstance(initial_value, Tensor) else get_default_graph()
         vname = g.unique_name(name or "Variable")
         node = g.add_node(
@@ -281,10 +434,8 @@ class Variable(Tensor):
         return self
 
 
-def _initial_array(value, dtype):
-    if dtype is not None:
-        return np.array(value, dtype=as_dtype(dtype).np)
-    return np.array(_default_array(value))
+def _initial_array(value, dtype, what, location):
+    return np.array(_to_array(value, dtype, what, location))
 
 
 def group(*ops, name=None):

@@ -18,6 +18,12 @@ class DTypeError(GraphadError, TypeError):
     """Dtypes that cannot work together, or an op given a dtype it does not accept."""
 
 
+class DTypeOverflowError(DTypeError, OverflowError):
+    """A Python scalar (or Python data) that does not fit the dtype it must take, e.g.
+    `int32_tensor + 2**40`. A `ga.DTypeError` (so a TypeError) and an OverflowError, which is
+    what NumPy 2 and JAX raise for the same thing."""
+
+
 class FeedError(GraphadError, ValueError):
     """A bad `feed_dict`: missing, unknown, wrong rank/size/dtype."""
 

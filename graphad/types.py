@@ -1,12 +1,39 @@
 """Dtypes, symbolic dims, tensor types, broadcasting and JAX-like dtype promotion."""
 
 import contextlib
+import math
+import sys
 import threading
 
 import numpy as np
 from onnx import TensorProto
 
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, DTypeOverflowError, ShapeError, _is_internal  # noqa: F401
+
+
+def api_call():
+    """(name of the graphad function the user called, "file:line" of that call).
+
+    The name is that of the outermost graphad frame below the user's code, e.g. "cast" for
+    `ga.cast(x, "complex64")` or "Variable" for `ga.Variable(...)`."""
+    frame = sys._getframe(1)
+    api = None
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code.co_filename):
+            return api, f"{code.co_filename}:{frame.f_lineno}"
+        api = getattr(code, "co_qualname", code.co_name)
+        for suffix in (".__new__", ".__init__", ".__call__"):
+            if api.endswith(suffix):
+                api = api[: -len(suffix)]
+        frame = frame.f_back
+    return api, "<unknown>"
+
+
+def _at():
+    """ "ga.<api>() at file:line: " prefix for errors of input checks shared by many API calls."""
+    api, loc = api_call()
+    return f"{api}() at {loc}: " if api else f"at {loc}: "
 
 
 class DType:
@@ -87,10 +114,11 @@ def as_dtype(x):
     try:
         d = np.dtype(x)
     except TypeError:
-        raise DTypeError(f"not a dtype: {x!r}") from None
+        raise DTypeError(f"{_at()}not a dtype: {x!r}") from None
     if d not in _BY_NP:
         raise DTypeError(
-            f"dtype {d} is not supported; use one of {', '.join(t.name for t in ALL_DTYPES)}"
+            f"{_at()}dtype {d} is not supported; use one of "
+            f"{', '.join(t.name for t in ALL_DTYPES)}"
         )
     return _BY_NP[d]
 
@@ -156,15 +184,27 @@ def check_dim(d):
         return d
     if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
         return int(d)
-    raise ShapeError(f"invalid dimension {d!r}: use a non-negative int, None or a name")
+    raise ShapeError(f"{_at()}invalid dimension {d!r}: use a non-negative int, None or a name")
 
 
 def as_shape(shape):
     if shape is None:
-        raise ShapeError("a shape is required (use () for a scalar)")
+        raise ShapeError(f"{_at()}a shape is required (use () for a scalar)")
     if isinstance(shape, (int, np.integer, str)):
         shape = (shape,)
-    return tuple(check_dim(d) for d in shape)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{_at()}shape {shape!r} is not a tuple of dims (ints, None or "
+                         "names)") from None
+    out = []
+    for d in dims:
+        try:
+            out.append(check_dim(d))
+        except ShapeError:
+            raise ShapeError(f"{_at()}invalid dimension {d!r} in shape {shape!r}: use a "
+                             "non-negative int, None or a name") from None
+    return tuple(out)
 
 
 def is_static(shape):
@@ -289,3 +329,79 @@ def result_type(strong, weak_kinds):
     if "i" in weak_kinds and dt.is_bool:
         return default_int()
     return dt
+
+
+# ---------------------------------------------------------------------------------------------
+# Python scalars that must take a dtype (weak scalars, Python data given an explicit dtype)
+#
+# Rule (NumPy 2 / JAX for ints; stricter than both for floats): a Python int outside the integer
+# dtype's range, and a finite Python int or float that would become +-inf in the floating dtype,
+# raise DTypeOverflowError instead of wrapping or saturating silently. Rounding (2**24 + 1 in
+# float32, 0.1 in float16) and underflow to zero (1e-50 in float32) are ordinary conversions and
+# are accepted; inf and nan stay inf and nan.
+
+
+def dtype_range(dtype):
+    """Human-readable finite range of `dtype`."""
+    dtype = as_dtype(dtype)
+    if dtype.is_integer:
+        info = np.iinfo(dtype.np)
+        return f"[{info.min}, {info.max}]"
+    if dtype.is_floating:
+        m = float(np.finfo(dtype.np).max)
+        return f"[-{m:.6g}, {m:.6g}]"
+    return "{False, True}"
+
+
+_INT_BOUNDS = {d: (int(np.iinfo(d.np).min), int(np.iinfo(d.np).max)) for d in (int32, int64)}
+_FLOAT_MAX = {d: float(np.finfo(d.np).max) for d in FLOAT_DTYPES}
+
+
+def scalar_overflow(value, dtype):
+    """None if Python scalar `value` converts to `dtype` without overflowing, else the reason."""
+    if not isinstance(dtype, DType):
+        dtype = as_dtype(dtype)
+    if isinstance(value, bool) or dtype.is_bool:
+        return None
+    bounds = _INT_BOUNDS.get(dtype)
+    if bounds is not None:
+        if isinstance(value, int):
+            if not bounds[0] <= value <= bounds[1]:
+                return f"is outside the range of {dtype.name} {dtype_range(dtype)}"
+        elif math.isfinite(value) and not bounds[0] <= value < -bounds[0]:
+            return f"is outside the range of {dtype.name} {dtype_range(dtype)}"
+        return None
+    try:
+        v = float(value)
+    except OverflowError:
+        return f"is too large for any float (range of {dtype.name} {dtype_range(dtype)})"
+    if abs(v) > _FLOAT_MAX[dtype] and math.isfinite(v):
+        # beyond max: does it round to max or overflow to inf?
+        with np.errstate(over="ignore"):
+            if np.isinf(np.asarray(v, dtype=dtype.np)):
+                return f"would overflow to inf in {dtype.name} (range {dtype_range(dtype)})"
+    return None
+
+
+def array_overflow(arr, dtype):
+    """(index, value, reason) of the first element of numeric array `arr` (built from Python
+    data) that overflows `dtype` by the rule above, or None."""
+    dtype = as_dtype(dtype)
+    arr = np.asarray(arr)
+    if not arr.size or dtype.is_bool or arr.dtype.kind not in "iuf":
+        return None
+    if dtype.is_integer:
+        info = np.iinfo(dtype.np)
+        if arr.dtype.kind == "f":  # truncation is fine (as numpy); non-finite: the caller's
+            bad = np.isfinite(arr) & ((arr < float(info.min)) | (arr >= -float(info.min)))
+        else:
+            bad = (arr < info.min) | (arr > info.max)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = np.isinf(arr.astype(dtype.np)) & ~np.isinf(arr) if arr.dtype.kind == "f" \
+                else np.isinf(arr.astype(dtype.np))
+    if not bad.any():
+        return None
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    v = arr[idx].item()
+    return idx, v, scalar_overflow(v, dtype) or f"does not fit {dtype.name} {dtype_range(dtype)}"

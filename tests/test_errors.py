@@ -125,3 +125,73 @@ def test_error_hierarchy():
     assert issubclass(ga.DTypeError, TypeError) and issubclass(ga.FeedError, ValueError)
     for cls in (ga.NotDifferentiableError, ga.DeviceError, ga.ExportError, ga.OnnxImportError):
         assert issubclass(cls, ga.GraphadError)
+
+
+def _line_below(n=1):
+    import sys
+
+    return f"{HERE}:{sys._getframe(1).f_lineno + n}"
+
+
+def test_ragged_constant_is_a_shape_error_with_line(g):
+    where = _line_below(2)
+    with pytest.raises(ga.ShapeError) as e:
+        ga.constant([[1, 2], [3]])
+    msg = str(e.value)
+    assert "ragged" in msg and "constant" in msg and where in msg
+    assert isinstance(e.value, ValueError)  # what numpy raises, still
+    with pytest.raises(ga.ShapeError, match="Variable"):
+        ga.Variable([[1.0], [1.0, 2.0]])
+    x = ga.placeholder((2,), name="x")
+    with pytest.raises(ga.ShapeError, match=HERE):
+        x + [[1.0], [1.0, 2.0]]  # noqa: B018
+    with pytest.raises(ga.DTypeError, match=HERE):
+        ga.constant(["a", "b"])
+
+
+def test_unsupported_dtype_and_bad_dim_name_the_line(g):
+    f = ga.placeholder((2,), name="f")
+    where = _line_below(2)
+    with pytest.raises(ga.DTypeError) as e:
+        ga.cast(f, "complex64")
+    assert "complex64" in str(e.value) and "cast" in str(e.value) and where in str(e.value)
+    where = _line_below(2)
+    with pytest.raises(ga.ShapeError) as e:
+        ga.placeholder((2, -1))
+    msg = str(e.value)
+    assert "-1" in msg and "(2, -1)" in msg and "placeholder" in msg and where in msg
+    with pytest.raises(ga.DTypeError, match=HERE):
+        ga.placeholder((2,), dtype="complex64")
+    with pytest.raises(ga.DTypeError, match=HERE):
+        ga.Variable(np.zeros(2), dtype="not-a-dtype")
+    with pytest.raises(ga.ShapeError, match=HERE):
+        ga.zeros((2, -3))
+
+
+def test_jvp_not_differentiable_names_the_argument():
+    x = np.array([1.0, -2.0], np.float32)
+    with pytest.raises(ga.NotDifferentiableError) as e:
+        ga.jvp(lambda a: ga.sign(a), (x,), (x,))
+    msg = str(e.value)
+    assert "'sign'" in msg and "'a'" in msg and "primals" not in msg and HERE in msg
+
+    def f(weights, inputs):
+        return ga.floor(weights) + ga.floor(inputs)
+
+    with pytest.raises(ga.NotDifferentiableError, match="'weights'"):
+        ga.jvp(f, (x, x), (x, x))
+    with pytest.raises(ga.NotDifferentiableError, match="'arg0'"):
+        ga.jvp(lambda *a: ga.sign(a[0]), (x,), (x,))
+
+
+def test_float_conditions_and_indices_follow_numpy_jax(g):
+    """Left as they are on purpose: jnp.where / np.logical_and take any dtype by truthiness,
+    jax.nn.one_hot compares float indices with arange (1.5 matches no class)."""
+    f = ga.placeholder((3,), name="f")
+    sess = ga.Session(g)
+    feed = {f: np.float32([0.0, 0.5, np.nan])}
+    np.testing.assert_array_equal(sess.run(ga.where(f, 1.0, 2.0), feed), [2, 1, 1])
+    np.testing.assert_array_equal(sess.run(ga.logical_and(f, f), feed), [False, True, True])
+    idx = ga.placeholder((2,), name="idx")
+    np.testing.assert_array_equal(sess.run(ga.one_hot(idx, 3), {idx: np.float32([1.0, 1.5])}),
+                                  [[0, 1, 0], [0, 0, 0]])

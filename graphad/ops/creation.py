@@ -11,7 +11,9 @@ from ..errors import DTypeError, ShapeError, user_location
 from ..graph import Tensor
 from ..registry import apply, defop
 from ..types import (
+    DTypeOverflowError,
     TensorType,
+    array_overflow,
     as_dtype,
     as_shape,
     canonicalize,
@@ -23,6 +25,7 @@ from ..types import (
     int32,
     int64,
     is_static,
+    scalar_overflow,
 )
 
 __all__ = ["zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "eye", "arange"]
@@ -42,11 +45,20 @@ def _static_shape(shape, opname):
     return shape
 
 
-def _fill_value(value, dtype):
-    """`value` converted to `dtype` as a Python scalar (numpy casting; no NaN into ints)."""
+def _fill_value(value, dtype, opname):
+    """`value` converted to `dtype` as a Python scalar (numpy casting; no NaN into ints). A
+    Python number that overflows `dtype` (2**40 for int32, 1e6 for float16) raises
+    DTypeOverflowError, as constants do (NumPy 2 / JAX refuse such Python ints too)."""
+    if isinstance(value, (int, float)) and not isinstance(value, (bool, np.generic)):
+        reason = scalar_overflow(value, dtype)
+        if reason is not None:
+            raise DTypeOverflowError(
+                f"{opname}: fill value (Python {type(value).__name__}) {value!r} {reason} "
+                f"(at {user_location()}); give a wider dtype")
     arr = np.asarray(value)
     if arr.dtype.kind == "f" and dtype.kind in "ib" and not np.isfinite(arr):
-        raise DTypeError(f"fill value {value!r} cannot become {dtype.name}\n  at {user_location()}")
+        raise DTypeError(f"{opname}: fill value {value!r} cannot become {dtype.name}\n"
+                         f"  at {user_location()}")
     return arr.astype(dtype.np).item()
 
 
@@ -95,7 +107,7 @@ def full(shape, fill_value, dtype=None, name=None, _opname="full"):
 
         return broadcast_to(as_tensor(fill_value, dtype), shape, name=name)
     dtype = _scalar_dtype(fill_value) if dtype is None else as_dtype(dtype)
-    attrs = {"shape": shape, "value": _fill_value(fill_value, dtype), "dtype": dtype}
+    attrs = {"shape": shape, "value": _fill_value(fill_value, dtype, _opname), "dtype": dtype}
     return apply(FULL, (), attrs, name=name)
 
 
@@ -141,7 +153,7 @@ def full_like(x, fill_value, dtype=None, name=None):
         from .shape import broadcast_to_like  # noqa: PLC0415
 
         return broadcast_to_like(as_tensor(fill_value, dtype), x, name=name)
-    attrs = {"value": _fill_value(fill_value, dtype), "dtype": dtype}
+    attrs = {"value": _fill_value(fill_value, dtype, "full_like"), "dtype": dtype}
     return apply(FULL_LIKE, (x,), attrs, name=name)
 
 
@@ -215,5 +227,14 @@ def arange(start, stop=None, step=1, dtype=None, name=None):
         dtype = default_float() if floats else default_int()
     dtype = as_dtype(dtype)
     wide = np.float64 if dtype.is_floating else np.int64
-    values = np.arange(start, stop, step, dtype=wide)  # computed wide, then narrowed once
+    try:
+        values = np.arange(start, stop, step, dtype=wide)  # computed wide, then narrowed once
+    except (OverflowError, ValueError) as e:
+        raise DTypeOverflowError(f"arange({start!r}, {stop!r}, {step!r}): {e} (at "
+                                 f"{user_location()})") from None
+    hit = array_overflow(values, dtype)
+    if hit is not None:
+        index, v, reason = hit
+        raise DTypeOverflowError(f"arange({start!r}, {stop!r}, {step!r}): value {v!r} at index "
+                                 f"{index} {reason} (at {user_location()}); give a wider dtype")
     return constant(values.astype(dtype.np), dtype=dtype, name=name)
