@@ -160,6 +160,18 @@ _NDARRAY = np.ndarray
 _SCALARS = (bool, int, float)
 
 
+def _argument_overflow(fn, args, error):
+    """The DTypeOverflowError for a Python number argument that does not fit its traced dtype
+    (int32 without x64), as JAX raises OverflowError for it."""
+    from .errors import DTypeOverflowError, user_location  # noqa: PLC0415
+
+    big = [repr(a) for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    return DTypeOverflowError(
+        f"{getattr(fn, '__name__', 'jit')}: an argument does not fit the dtype it is traced with "
+        f"({error}; Python numbers given: {', '.join(big) or 'none'}) at {user_location()}; "
+        "pass a numpy array of a wider dtype or enable x64 (ga.config.enable_x64())")
+
+
 def _fast_key(args):
     """A cheap cache key for calls whose arguments are all plain ndarrays, numpy scalars or Python
     scalars (dtype + shape per array, the type per Python scalar, and the x64 flag); else None. It
@@ -392,8 +404,11 @@ class Transformed:
                     if not converts:  # arrays of exactly the traced dtypes: used as they are
                         return entry.run(args)
                     values = list(args)
-                    for i, dt in converts:
-                        values[i] = np.asarray(values[i], dtype=dt)
+                    try:
+                        for i, dt in converts:
+                            values[i] = np.asarray(values[i], dtype=dt)
+                    except OverflowError as e:
+                        raise _argument_overflow(self, args, e) from None
                     return entry.run(values)
         else:
             fkey = None
@@ -412,8 +427,11 @@ class Transformed:
             self._fast[fkey] = (entry, tuple(
                 (i, dt) for i, (a, dt) in enumerate(zip(args, dtypes))
                 if type(a) is not _NDARRAY or a.dtype != dt))
-        values = [np.asarray(leaf, dtype=spec[1].dtype.np)
-                  for leaf, spec in zip(leaves, specs) if spec[0] == "dyn"]
+        try:
+            values = [np.asarray(leaf, dtype=spec[1].dtype.np)
+                      for leaf, spec in zip(leaves, specs) if spec[0] == "dyn"]
+        except OverflowError as e:
+            raise _argument_overflow(self, args, e) from None
         return entry.run(values)
 
     def trace(self, *args, **kwargs):

@@ -11,6 +11,7 @@ from .graph import Tensor
 from .jacobians import jacfwd, jacrev
 from .tracing import (
     Traced,
+    _param_names,
     Transformed,
     autodiff_engine,
     contains_tensor,
@@ -185,8 +186,9 @@ def _check_tangent(p, t, i):
     return t if t.dtype is p.dtype else ops().cast(t, p.dtype)
 
 
-def _jvp_fn(f, has_aux):
-    def run(primals, tangents):
+def _jvp_fn(f, has_aux, n):
+    def run(*args):  # the n primals, then the n tangents (flat: placeholders get f's names)
+        primals, tangents = args[:n], args[n:]
         p_leaves, p_td = tensor_leaves(tuple(primals), "jvp primals")
         t_leaves, t_td = tensor_leaves(tuple(tangents), "jvp tangents")
         if p_td != t_td:
@@ -206,6 +208,15 @@ def _jvp_fn(f, has_aux):
     return run
 
 
+def _jvp_arg_names(f, n):
+    """Placeholder names of a traced jvp (and vjp): f's parameter names for the primals (`arg<i>` where f
+    has none, e.g. *args), `<name>_tangent` for the tangents. Errors then name the user's
+    argument (`cannot differentiate 'sign' with respect to 'x'`), not jvp's internals."""
+    params = _param_names(f)
+    names = [params[i] if i < len(params) else f"arg{i}" for i in range(n)]
+    return names + [f"{nm}_tangent" for nm in names]
+
+
 def jvp(f, primals, tangents, has_aux=False):
     """`(f(*primals), J·tangents)`; `primals` and `tangents` are tuples of the same structure."""
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
@@ -213,10 +224,11 @@ def jvp(f, primals, tangents, has_aux=False):
                         f"{type(primals).__name__} and {type(tangents).__name__}")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    fn = transformed(("jvp", f, has_aux),
-                     lambda: Transformed(_jvp_fn(f, has_aux), name=f"jvp({_name(f)})",
-                                         arg_names=["primals", "tangents"], wrapped=f))
-    return fn(tuple(primals), tuple(tangents))
+    n = len(primals)
+    fn = transformed(("jvp", f, has_aux, n),
+                     lambda: Transformed(_jvp_fn(f, has_aux, n), name=f"jvp({_name(f)})",
+                                         arg_names=_jvp_arg_names(f, n), wrapped=f))
+    return fn(*primals, *tangents)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +259,9 @@ def _pullback(out, p_leaves, p_td, ct):
     return tuple(tree.unflatten(p_td, res))
 
 
-def _vjp_apply_fn(f, has_aux):
-    def run(primals, ct):
+def _vjp_apply_fn(f, has_aux, n):
+    def run(*args):  # the n primals, then the cotangent (flat: placeholders get f's names)
+        primals, ct = args[:n], args[n]
         p_leaves, p_td = tensor_leaves(tuple(primals), "vjp primals")
         out, _ = split_aux(f(*tree.unflatten(p_td, p_leaves)), has_aux, "vjp")
         o_leaves, o_td = tensor_leaves(out, "vjp: output of f")
@@ -264,7 +277,7 @@ class _VJPFunction:
         self._apply, self._primals = apply, primals
 
     def __call__(self, cotangent):
-        return self._apply(self._primals, cotangent)
+        return self._apply(*self._primals, cotangent)
 
 
 def vjp(f, *primals, has_aux=False):
@@ -284,9 +297,11 @@ def vjp(f, *primals, has_aux=False):
         return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
     res = jit(f)(*primals)
     out, aux = split_aux(res, has_aux, "vjp")
-    apply = transformed(("vjp", f, has_aux),
-                        lambda: Transformed(_vjp_apply_fn(f, has_aux), name=f"vjp({_name(f)})",
-                                            arg_names=["primals", "cotangent"], wrapped=f))
+    n = len(primals)
+    names = _jvp_arg_names(f, n)[:n] + ["cotangent"]
+    apply = transformed(("vjp", f, has_aux, n),
+                        lambda: Transformed(_vjp_apply_fn(f, has_aux, n), name=f"vjp({_name(f)})",
+                                            arg_names=names, wrapped=f))
     fn = _VJPFunction(apply, tuple(primals))
     return (out, fn, aux) if has_aux else (out, fn)
 
