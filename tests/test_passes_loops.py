@@ -306,3 +306,40 @@ def test_random_scans_with_unrolling_in_the_pipeline():
         new, _ = optimize(prog, passes=passes, check=verify)
         assert loops(new) == []  # 6 static steps: straight-line code
         assert_same(run_ort(new, feeds), run_ort(prog, feeds), rtol=2e-4, atol=2e-5)
+
+
+def test_scalar_factor_regrouped_out_of_the_backward_loop():
+    """(ct * h) * (1 - tanh^2) in the backward loop becomes ct * (h * (1 - tanh^2)): the scalar
+    joins the tape-only factor, which is then computed once before the loop."""
+    g, loss, gW, feeds = euler()
+    (opt,), _ = optimize([gW])
+    back = [n for n in live_nodes(Program.from_outputs([opt])[0]) if n.op == "loop"
+            and n.attrs["cond"] is None]
+    assert back, "no backward loop"
+    ops = body_ops(back[-1])
+    assert ops.count("multiply") == 1, ops
+    prog = program(gW)
+    new = check_pass(batch_loop_work, prog, feeds, rtol=1e-5, atol=1e-6)
+    assert any(n.tags.get("regrouped") for lp in loops(new)
+               for n in lp.attrs["body"].nodes)
+
+
+def test_regrouping_needs_a_scalar_invariant_factor():
+    """(c * v) * s with v a per-step value is left alone."""
+    from graphad.passes.loop_reassoc import regroup_scalar_factors
+
+    g = ga.Graph()
+    with g:
+        xs = ga.placeholder((5, 3), name="xs")
+        c0 = ga.placeholder((3,), name="c0")
+        w = ga.placeholder((3,), name="w")
+        k = ga.placeholder((), name="k")
+        carry, _ = ga.scan(lambda c, x: ((c * (x + 1.0)) * x + (c * k) * x * w, c), c0, xs)
+    (lp,) = [n for n in g.nodes if n.op == "loop"]
+    new = regroup_scalar_factors(lp.attrs["body"], lp.attrs["n_carried"])
+    assert new is not None
+    tagged = [n for n in new.nodes if n.tags.get("regrouped")]
+    assert len(tagged) == 2  # only (c * k) * x: a factor k * x and the product c * (k * x)
+    feeds = {"xs": rand(5, 3), "c0": rand(3), "w": rand(3), "k": np.float32(0.7)}
+    (opt,), _ = optimize([carry])
+    assert_same(run_ort(program(opt), feeds), run_ort(program(carry), feeds), 1e-5, 1e-6)

@@ -13,6 +13,7 @@ nodes than it gains scan inputs/outputs (each costs about one node per step):
 """
 
 from .loop_plan import plan_loop
+from .loop_reassoc import regroup_scalar_factors
 from .loop_vmap import batch_node
 from .rewrite import graph_pass, rebuild
 
@@ -25,6 +26,9 @@ def batch_loop_work(prog, fires=None, declines=None):
     def rewrite(node, inputs, b):
         if node.op != "loop":
             return None
+        regrouped = regroup_scalar_factors(b.attrs["body"], b.attrs["n_carried"])
+        if regrouped is not None:  # only kept when a plan below uses it
+            b.attrs = dict(b.attrs, body=regrouped)
         plan = plan_loop(node, inputs, b)
         if plan is None:
             return None
