@@ -7,6 +7,7 @@ from ..graph import ancestors
 from ..types import is_static
 from .rewrite import Decline, Rule, body_attrs, live_nodes
 from .simplify import MAYBE_UNIFORM, fits_into, same_shape
+from .simplify_signs import SIGN_RULES
 
 __all__ = ["RULES", "count_uses"]
 
@@ -485,7 +486,7 @@ RULES = (
     Rule("cast(cast(x, a), b) -> cast(x, b) (lossless a)", ("cast",), cast_rule),
     Rule("sum(x, axes=()) -> x", ("sum",), sum_no_axes),
     Rule("stop_gradient(stop_gradient(x)) -> stop_gradient(x)", ("stop_gradient",), stop_stop),
-)
+) + SIGN_RULES
 
 
 def count_uses(prog):
