@@ -121,10 +121,11 @@ def run_generic(mod, mode, budget, peers):
 def _add_checks_and_ratios(result):
     systems = result["systems"]
     ref_peer = next((p for p in ("numpy", "jax", "torch") if "check" in systems.get(p, {})), None)
+    ref = systems[ref_peer]["check"] if ref_peer is not None else None
     for row in systems.values():
         if "check" in row:
-            if ref_peer is not None:
-                row["check_error"] = _check_error(row["check"], systems[ref_peer]["check"])
+            if ref is not None:
+                row["check_error"] = _check_error(row["check"], ref)
             del row["check"]
     gd = systems.get("graphad", {}).get("median_s")
     result["ratios"] = {p: gd / row["median_s"] for p, row in systems.items()
