@@ -130,7 +130,7 @@ def first_and_last(vg, max_nodes, keep=()):
               if v.id in keep or v.kind in ("input", "output") or "output" in v.marks]
     forced = forced[: budget // 2]
     rest = budget - len(forced)
-    head, tail = (rest + 1) // 2, rest // 2
+    head = (rest + 1) // 2  # the rest of the budget goes to the last nodes
     chosen = set(forced)
     for i in range(n):
         if len(chosen) >= len(forced) + head:

@@ -15,31 +15,15 @@ from ..types import float32, float64, is_static
 from .dce import eliminate_dead_code
 from .fuse_elementwise import tag_elementwise_groups
 from .fuse_ops import FUSED_GATED_ADD, FUSED_MATMUL, gate_shape
-from ..graph import ancestors
-from .rewrite import (Builder, Decline, Rule, apply_rules, body_attrs, graph_pass, index_rules,
-                      live_nodes, rebuild)
+from .rewrite import Builder, Decline, Rule, apply_rules, count_uses, graph_pass, index_rules, \
+    rebuild
 
 __all__ = ["fuse", "fuse_patterns", "RULES"]
 
 MAX_ONES = 1 << 20  # longest ones vector (a constant) a leading-axis sum becomes a product with
 
 
-def live_uses(prog):
-    """{id(tensor): number of uses} over the live nodes of the program and of its live bodies
-    (outputs count as uses; dead nodes do not)."""
-    uses = {}
-    for t in prog.outputs:
-        uses[id(t)] = uses.get(id(t), 0) + 1
-    stack = [live_nodes(prog)]
-    while stack:
-        for n in stack.pop():
-            for t in n.inputs:
-                uses[id(t)] = uses.get(id(t), 0) + 1
-            for _, body in body_attrs(n):
-                for t in body.outputs:
-                    uses[id(t)] = uses.get(id(t), 0) + 1
-                stack.append(ancestors(body.outputs))
-    return uses
+live_uses = count_uses  # the name loop_batch imports
 
 
 def _out(b, op, inputs, attrs=None):

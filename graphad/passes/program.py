@@ -107,6 +107,25 @@ def count_nodes(prog):
     return total
 
 
+def count_uses(prog):
+    """{id(tensor): number of uses} over the live nodes of the program and of their bodies
+    (outputs count as uses; dead consumers do not, so a rebuild that drops them changes
+    nothing)."""
+    uses = {}
+    for t in prog.outputs:
+        uses[id(t)] = uses.get(id(t), 0) + 1
+    stack = [live_nodes(prog)]
+    while stack:
+        for n in stack.pop():
+            for t in n.inputs:
+                uses[id(t)] = uses.get(id(t), 0) + 1
+            for _, body in body_attrs(n):
+                for t in body.outputs:
+                    uses[id(t)] = uses.get(id(t), 0) + 1
+                stack.append(ancestors(body.outputs))
+    return uses
+
+
 def graph_size(graph):
     """All nodes of a graph and of the bodies its nodes hold (dead ones too)."""
     total = 0

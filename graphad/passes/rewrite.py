@@ -56,6 +56,7 @@ from .program import (  # noqa: F401  (re-exported: the one import place for pas
     Program,
     body_attrs,
     count_nodes,
+    count_uses,
     graph_pass,
     graph_size,
     live_nodes,
@@ -74,6 +75,7 @@ __all__ = [
     "graph_pass",
     "body_attrs",
     "count_nodes",
+    "count_uses",
     "graph_size",
     "live_nodes",
 ]

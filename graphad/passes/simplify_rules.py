@@ -3,9 +3,8 @@
 
 import numpy as np
 
-from ..graph import ancestors
 from ..types import is_static
-from .rewrite import Decline, Rule, body_attrs, live_nodes
+from .rewrite import Decline, Rule, count_uses  # noqa: F401  (count_uses: for simplify)
 from .simplify import MAYBE_UNIFORM, fits_into, same_shape
 from .simplify_signs import SIGN_RULES
 
@@ -487,21 +486,3 @@ RULES = (
     Rule("sum(x, axes=()) -> x", ("sum",), sum_no_axes),
     Rule("stop_gradient(stop_gradient(x)) -> stop_gradient(x)", ("stop_gradient",), stop_stop),
 ) + SIGN_RULES
-
-
-def count_uses(prog):
-    """{id(tensor): number of uses} over the live nodes of the program and of its bodies
-    (outputs count; dead consumers do not, so a rebuild that drops them changes nothing)."""
-    uses = {}
-    for t in prog.outputs:
-        uses[id(t)] = uses.get(id(t), 0) + 1
-    stack = [live_nodes(prog)]
-    while stack:
-        for n in stack.pop():
-            for t in n.inputs:
-                uses[id(t)] = uses.get(id(t), 0) + 1
-            for _, g in body_attrs(n):
-                for t in g.outputs:
-                    uses[id(t)] = uses.get(id(t), 0) + 1
-                stack.append(ancestors(g.outputs))
-    return uses
