@@ -80,7 +80,7 @@ def main(argv=None):
     p_sess = sess.run(probs, {x: xs})
     print(f"plain onnxruntime re-run: max |difference| vs Session = {np.abs(p_onnx - p_sess).max():.2e}")
     print(f"accuracy of the exported model: {(p_onnx.argmax(1) == ys.argmax(1)).mean():.3f}")
-    print("first 3 predictions:", np.round(p_onnx[:3], 3).tolist())
+    print("first 3 predictions:", np.round(p_onnx[:3].astype(np.float64), 3).tolist())
     continue_training(sess, g, step, loss, x, y, xs, ys, out_dir, ort)
 
 
