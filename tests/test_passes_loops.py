@@ -343,3 +343,41 @@ def test_regrouping_needs_a_scalar_invariant_factor():
     feeds = {"xs": rand(5, 3), "c0": rand(3), "w": rand(3), "k": np.float32(0.7)}
     (opt,), _ = optimize([carry])
     assert_same(run_ort(program(opt), feeds), run_ort(program(carry), feeds), 1e-5, 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vector carries as rows (Gemm instead of a matrix-vector product in the body)
+
+
+def test_vector_carries_become_rows_where_they_meet_matrices():
+    from graphad.passes.loop_rows import carry_rows
+
+    g, loss, gW, feeds = euler()
+    prog = program(loss, gW)
+    (opt_loss, opt_gw), _ = optimize([loss, gW], passes=[p for p in ga.passes.PIPELINE
+                                                         if p is not carry_rows])
+    before = program(opt_loss, opt_gw)
+    new = check_pass(carry_rows, before, feeds, rtol=1e-5, atol=1e-6)
+    lifted = [lp for lp in loops(new)
+              if any(len(ph.shape) == 2 and ph.shape[0] == 1 for ph in lp.attrs["body"].inputs)]
+    assert len(lifted) == 2  # the forward (tape) loop and the backward loop
+    assert_same(run_ort(new, feeds), run_ort(prog, feeds), 1e-5, 1e-6)
+    model = ga.export.to_onnx([loss, gW])
+    bodies = [a.g for n in model.graph.node for a in n.attribute if a.type == a.GRAPH]
+    inner = [n.op_type for b in bodies for n in b.node]
+    assert "Gemm" in inner and "FusedMatMul" not in inner and "MatMul" not in inner, inner
+
+
+def test_carries_stay_vectors_when_the_body_needs_them_so():
+    from graphad.passes.loop_rows import carry_rows
+
+    g = ga.Graph()
+    with g:
+        W = ga.placeholder((4, 4), name="W")
+        x0 = ga.placeholder((4,), name="x0")
+        reduced = ga.fori_loop(0, 3, lambda i, x: ga.tanh(W @ x) + ga.sum(x), x0)
+        no_matrix = ga.fori_loop(0, 3, lambda i, x: ga.tanh(x) * 0.5, x0)
+    feeds = {"W": rand(4, 4), "x0": rand(4)}
+    prog = program(reduced, no_matrix)
+    assert carry_rows(prog) is prog
+    assert_same(run_ort(prog, feeds), run_ort(program(reduced, no_matrix), feeds))

@@ -50,7 +50,8 @@ ADD_N = defop(
     "add_n",
     infer=_add_n_infer,
     reference=_add_n_reference,
-    lower=lambda ctx, node, *xs: (ctx.emit("Sum", list(xs)),),
+    # two operands as Add: onnxruntime fuses MatMul + Add into Gemm, not MatMul + Sum
+    lower=lambda ctx, node, *xs: (ctx.emit("Add" if len(xs) == 2 else "Sum", list(xs)),),
     vjp=_add_n_vjp,
     jvp=_add_n_jvp,
     doc="Sum of any number of same-dtype floating tensors (numpy broadcasting); ONNX Sum.",

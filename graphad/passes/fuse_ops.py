@@ -60,6 +60,12 @@ def _fmm_reference(node, a, b):
 
 def _fmm_lower(ctx, node, a, b):
     at = node.attrs
+    if len(node.inputs[0].shape) == 2 and len(node.inputs[1].shape) == 2 and \
+            node.outputs[0].dtype.name in ("float32", "float64"):
+        # plain 2-D: ONNX Gemm, which onnxruntime fuses with a following activation or Add
+        # (FusedGemm); FusedMatMul would stop those fusions
+        return (ctx.emit("Gemm", [a, b], transA=int(at["trans_a"]), transB=int(at["trans_b"]),
+                         alpha=float(at["alpha"])),)
     kw = {}
     if at["trans_a"]:
         kw["transA"] = 1

@@ -5,24 +5,15 @@ import contextlib
 import gc
 import time
 
+from ..ops.control_merge import merge_taped_loops
 from .cse import cse
 from .dce import eliminate_dead_code
 from .fold import fold_constants
+from .fuse import fuse
+from .licm import hoist_loop_invariants
+from .loop_rows import carry_rows
 from .rewrite import Program, count_nodes, graph_size
 from .simplify import simplify
-
-try:  # the loop engineers' pass: a loop and its tape loop (from its VJP) run once
-    from ..ops.control_merge import merge_taped_loops
-except ImportError:  # pragma: no cover
-    merge_taped_loops = None
-try:  # part B of the passes issue; the pipeline works without them
-    from .licm import hoist_loop_invariants
-except ImportError:  # pragma: no cover
-    hoist_loop_invariants = None
-try:
-    from .fuse import fuse
-except ImportError:  # pragma: no cover
-    fuse = None
 
 __all__ = ["PIPELINE", "MAX_ROUNDS", "Report", "optimize", "optimize_for_session", "run_passes"]
 
@@ -31,15 +22,16 @@ __all__ = ["PIPELINE", "MAX_ROUNDS", "Report", "optimize", "optimize_for_session
 # rewrites left unused (a cheap scan when nothing is dead) instead of copying the whole input
 # graph first. Fusion runs after the algebraic passes: it makes ops (FusedMatMul, gated adds,
 # fused groups) those passes need not see.
-PIPELINE = [p for p in (
+PIPELINE = [
     merge_taped_loops,
     fold_constants,
     simplify,
     cse,
     hoist_loop_invariants,
     fuse,
+    carry_rows,
     eliminate_dead_code,
-) if p is not None]
+]
 
 MAX_ROUNDS = 4
 
