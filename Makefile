@@ -23,6 +23,21 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.test
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Benchmarks against the peers (JAX CPU from the registry; PyTorch CPU where its wheel is at
+# hand), in their own environment so the test one stays small. Not part of `make test`.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.bench: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check install -q -e ".[bench]"
+	-$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check install -q "torch==2.13.0"
+	touch $@
+
+bench: $(BENCH_VENV)/.bench
+	$(BENCH_VENV)/bin/python -m benchmarks --json benchmarks-results.json
+
+bench-quick: $(BENCH_VENV)/.bench
+	$(BENCH_VENV)/bin/python -m benchmarks --quick --json benchmarks-results.json
+
 # A separate environment with onnxruntime-gpu (never install it beside onnxruntime).
 gpu-venv:
 	$(PYTHON) -m venv .venv-gpu
@@ -30,4 +45,4 @@ gpu-venv:
 	.venv-gpu/bin/python -m pip install -q --no-deps -e .
 
 clean:
-	rm -rf $(VENV) .venv-gpu build *.egg-info
+	rm -rf $(VENV) .venv-gpu $(BENCH_VENV) build *.egg-info
