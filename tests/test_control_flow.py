@@ -329,3 +329,21 @@ def test_dict_carry_mismatch_names_the_keys():
     with pytest.raises(ga.GraphadError, match=r"returns structure \{'b': \*\} but the loop "
                                               r"carries \{'a': \*\}"):
         ga.while_loop(lambda s: s["a"] < 3.0, lambda s: {"b": s["a"]}, {"a": x})
+
+
+def test_scan_length_checked_against_run_time_xs():
+    """xs of unknown length scanned with length=5: 3 or 7 rows fail the run (interpreter and
+    Session) instead of reading out of range or silently dropping rows."""
+    from graphad.interpret import evaluate
+
+    xs = ga.placeholder((None,), name="xs")
+    c, _ = ga.scan(lambda c, x: (c + x, c * x), 0.0, xs, length=5)
+    sess = ga.Session()
+    assert float(sess.run(c, {xs: np.arange(5.0)})) == 10.0
+    for n in (3, 7):
+        with pytest.raises(ga.RunError, match="other than length 5"):
+            sess.run(c, {xs: np.arange(float(n))})
+        with pytest.raises(ga.RunError, match="other than length 5"):
+            evaluate([c], {xs: np.arange(float(n), dtype=np.float32)})
+    (g,) = ga.gradients(c, [xs])
+    np.testing.assert_array_equal(sess.run(g, {xs: np.arange(5.0)}), np.ones(5))

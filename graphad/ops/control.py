@@ -445,6 +445,23 @@ def fori_loop(lower, upper, body_fn, init_val, *, checkpoint=None, name=None):
     return tree.unflatten(td, node.outputs)
 
 
+def _guard_lengths(x_leaves, m, static, label, outer):
+    """xs leaves whose leading dim is only known at run time, made to fail the run when it is
+    not the scan's length (`length`, a static leaf's, or else the first leaf's)."""
+    from .compare import not_equal  # noqa: PLC0415
+
+    out = list(x_leaves)
+    want = f"length {static}" if static is not None else "the leading dim of xs leaf 0"
+    with outer.as_default():
+        for i, x in enumerate(x_leaves):
+            if isinstance(x.shape[0], int) or (static is None and i == 0):
+                continue
+            bad = not_equal(dim_size(x, 0), m)
+            out[i] = guard(bad, [x], f"{label}: xs leaf {i} ({x.name!r}) has a leading dim "
+                                     f"other than {want}")[0]
+    return out
+
+
 def scan(f, init, xs, length=None, reverse=False, *, checkpoint=None, name=None):
     """`carry, y = f(carry, x)` over the leading axis of `xs`; returns `(carry, ys)`.
 
@@ -473,6 +490,7 @@ def scan(f, init, xs, length=None, reverse=False, *, checkpoint=None, name=None)
         m = dim_size(x_leaves[0], 0)
     else:
         raise ShapeError(f"{label}: give `length` when xs is None")
+    x_leaves = _guard_lengths(x_leaves, m, static, label, outer)
     types = [t.type for t in inits]
     xtypes = [TensorType(x.shape[1:], x.dtype) for x in x_leaves]
     seen = []
