@@ -1,14 +1,15 @@
-"""Ops the derivative engines emit: `add_n` (fan-in of cotangents, one ONNX Sum) and
-`sum_to_like` (reduce or expand a value to another tensor's runtime shape)."""
+"""Ops the derivative engines and passes emit: `add_n` (fan-in of cotangents, one ONNX Sum),
+`sum_to_like` (reduce or expand a value to another tensor's runtime shape) and `cumsum` (running
+sums, for loop trip counts computed ahead of the loop)."""
 
 import numpy as np
 
 from ..build import as_tensor
 from ..errors import DTypeError, ShapeError
-from ..registry import apply, defop
+from ..registry import apply, defop, linear_jvp
 from ..types import TensorType, broadcast_shapes, format_shape
 
-__all__ = ["add_n", "sum_to_like"]
+__all__ = ["add_n", "sum_to_like", "cumsum"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,3 +147,46 @@ def sum_to_like(g, x, name=None):
     """`g` reduced (summed over broadcast axes) or expanded to the run-time shape of `x`."""
     g, x = as_tensor(g), as_tensor(x)
     return apply(SUM_TO_LIKE, (g, x), name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# cumsum: running sums along one axis, added left to right (so equal to repeated addition)
+
+
+def _cumsum_infer(types, attrs):
+    x = types[0]
+    if not x.shape or not -len(x.shape) <= attrs["axis"] < len(x.shape):
+        raise ShapeError(f"cumsum: axis {attrs['axis']} is out of range for shape "
+                         f"{format_shape(x.shape)}")
+    if x.dtype.is_bool:
+        raise DTypeError("cumsum: needs a numeric dtype, got bool")
+    return (x,)
+
+
+def _cumsum_vjp(node, g):
+    # the transpose of a running sum is the running sum from the other end
+    if g is None:
+        return (None,)
+    from .indexing import slice_axis  # noqa: PLC0415
+
+    axis = node.attrs["axis"] % len(node.inputs[0].shape)
+    flipped = slice_axis(g, axis, None, None, -1)
+    return (slice_axis(cumsum(flipped, axis), axis, None, None, -1),)
+
+
+CUMSUM = defop(
+    "cumsum",
+    infer=_cumsum_infer,
+    reference=lambda node, x: (np.cumsum(x, axis=node.attrs["axis"], dtype=x.dtype),),
+    lower=lambda ctx, node, x: (ctx.emit("CumSum", [x, ctx.i64(node.attrs["axis"])]),),
+    vjp=_cumsum_vjp,
+    jvp=linear_jvp,
+    doc="Running sums along `axis` (numpy.cumsum / ONNX CumSum), each the previous one plus the "
+        "next element: bit-equal to adding the elements one by one (both run sequentially).",
+)
+
+
+def cumsum(x, axis=0, name=None):
+    """numpy.cumsum(x, axis): running sums, added in order."""
+    x = as_tensor(x)
+    return apply(CUMSUM, (x,), {"axis": int(axis)}, name=name)

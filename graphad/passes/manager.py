@@ -11,6 +11,7 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse
 from .licm import hoist_loop_invariants
+from .loop_count import precount_loops
 from .loop_rows import carry_rows
 from .rewrite import Program, count_nodes, graph_size
 from .simplify import simplify
@@ -28,6 +29,7 @@ PIPELINE = [
     simplify,
     cse,
     hoist_loop_invariants,
+    precount_loops,
     fuse,
     carry_rows,
     eliminate_dead_code,
