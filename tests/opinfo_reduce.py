@@ -4,6 +4,7 @@ scalar inputs, and integer and bool dtypes where the op takes them."""
 import numpy as np
 
 import graphad as ga
+from graphad.ops.accumulate import cumsum
 from graphad.ops.reduce import unreduce
 from op_db import OpInfo, Sample, ints, uniform
 
@@ -69,6 +70,18 @@ def _unreduce_ref(g, like, axes, keepdims=False, mean=False):
     return np.broadcast_to(g, like.shape) / count
 
 
+def _cumsum_samples(rng, dt):
+    return [
+        Sample((uniform(rng, (7,), dt),), {"axis": 0}),
+        Sample((uniform(rng, (3, 4), dt),), {"axis": 1}),
+        Sample((uniform(rng, (3, 4, 2), dt),), {"axis": -2}),
+    ]
+
+
+def _cumsum_ref(x, axis=0):
+    return np.cumsum(x, axis=axis, dtype=x.dtype)
+
+
 def _sum_ref(x, axis=None, keepdims=False):
     return np.sum(x, axis=axis, keepdims=keepdims)
 
@@ -84,6 +97,8 @@ ROWS = [
     OpInfo("prod", ga.prod, np.prod, _prod_samples, dtypes=ALL),
     # Internal: the transpose of sum/mean, used by reduction VJPs (like gets no gradient).
     OpInfo("unreduce", unreduce, _unreduce_ref, _unreduce_samples),
+    OpInfo("cumsum", cumsum, _cumsum_ref, _cumsum_samples, dtypes=("float32", "float64", "int32",
+                                                                   "int64")),
     OpInfo("argmax", ga.argmax, np.argmax, _arg_samples, dtypes=ALL, differentiable=False),
     OpInfo("argmin", ga.argmin, np.argmin, _arg_samples, dtypes=ALL, differentiable=False),
 ]
