@@ -181,7 +181,7 @@ class Case:
         return {"interpreter": ref, "onnxruntime": ort}
 
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
