@@ -14,11 +14,13 @@ __all__ = ["push_batched", "basis_directions"]
 
 
 def basis_directions(t):
-    """Every standard basis tensor of t's static shape, stacked: eye(n) as (n,) + t.shape."""
+    """Every standard basis tensor of t's static shape, stacked: eye(n) as (n,) + t.shape (an
+    `eye` op: made at run time, not stored in the model, when n is large)."""
+    from . import ops  # noqa: PLC0415
+
     n = num_elements(t.shape)
-    eye = np.eye(n, dtype=t.dtype.np).reshape((n,) + tuple(t.shape))
     with t.graph.as_default():
-        return constant(eye, dtype=t.dtype)
+        return ops.reshape(ops.eye(n, dtype=t.dtype), (n,) + tuple(t.shape))
 
 
 def _emitter(graph):
