@@ -10,7 +10,7 @@ from .passes.loop_vmap import batch_node, batch_split, can_batch
 from .registry import lookup
 from .types import num_elements
 
-__all__ = ["push_batched", "basis_directions"]
+__all__ = ["push_batched", "push_directions", "basis_directions"]
 
 
 def basis_directions(t):
@@ -51,14 +51,22 @@ def push_batched(like, engine_call):
     seed's path has no batching rule (control flow, multi-output ops, run-time shapes): the
     caller then makes one call per direction. The unbatched copy is left dead for DCE.
     """
-    graph = like.graph
-    n = num_elements(like.shape)
+    return push_directions([like], [basis_directions(like)],
+                           lambda seeds: engine_call(seeds[0]))
+
+
+def push_directions(likes, directions, engine_call):
+    """`push_batched` for several seeds at once with given directions: `directions[i]` has shape
+    (n,) + likes[i].shape (row k of every one of them forms the k-th joint direction, e.g. the
+    k-th color of a coloring); `engine_call(seeds)` gets one seed per like."""
+    graph = likes[0].graph
+    n = directions[0].shape[0]
     with graph.as_default():
-        seed = constant(np.zeros(like.shape, like.dtype.np), dtype=like.dtype)
+        seeds = [constant(np.zeros(t.shape, t.dtype.np), dtype=t.dtype) for t in likes]
         mark = len(graph.nodes)
-        results = engine_call(seed)
+        results = engine_call(seeds)
         traced = graph.nodes[mark:]  # a snapshot: the batched copies are appended after it
-        env = {seed: basis_directions(like)}
+        env = dict(zip(seeds, directions))
         emit_for = _emitter(graph)
         for node in traced:
             flags = [t in env for t in node.inputs]

@@ -8,6 +8,7 @@ Sparse results are always 2-D, (out.size, in.size): outputs (rows) and different
 
 import numpy as np
 
+from .batched import push_directions
 from .build import constant
 from .coloring import Coloring, as_rows, coloring
 from .graph import Tensor
@@ -198,15 +199,49 @@ def _zeros_like_size(t, dtype):
 
 
 def _decompress(rows, col, dtype, like):
-    """Stack the per-color rows into B (ncolors, len) and gather the nonzeros (CSR order)."""
+    """Stack the per-color rows into B (ncolors, len) (or take B as it is, a matrix) and gather
+    the nonzeros (CSR order)."""
     o = ops()
     c, r = col.positions()
     if not len(c):
         with like.graph.as_default():
             return constant(np.zeros(0, dtype.np), dtype=dtype)
-    width = rows[0].shape[0]
-    b = rows[0] if len(rows) == 1 else o.reshape(o.stack(rows, 0), (-1,))
+    if isinstance(rows, Tensor):  # B already: one batched JVP/VJP/HVP for all colors
+        width, b = rows.shape[1], o.reshape(rows, (-1,))
+    else:
+        width = rows[0].shape[0]
+        b = rows[0] if len(rows) == 1 else o.reshape(o.stack(rows, 0), (-1,))
     return o.gather(b, c * width + r)
+
+
+def _color_directions(ts, col):
+    """Per tensor, the 0/1 seeds of every color stacked: constants of shape (ncolors,) + t.shape."""
+    out, off = [], 0
+    for t in ts:
+        n = size_of(t)
+        mask = col.colors[off:off + n][None, :] == np.arange(col.ncolors)[:, None]
+        with t.graph.as_default():
+            out.append(constant(mask.astype(t.dtype.np).reshape((col.ncolors,) + tuple(t.shape)),
+                                dtype=t.dtype))
+        off += n
+    return out
+
+
+def _batched_matrix(likes, call, targets, col, dtype):
+    """B (ncolors, len) from one batched JVP/VJP/HVP seeded by every color at once (None when an
+    op on the path has no batching rule): row c holds the results for color c side by side."""
+    got = push_directions(likes, _color_directions(likes, col), call)
+    if got is None:
+        return None
+    o, k = ops(), col.ncolors
+    parts = []
+    for t, b in zip(targets, got):
+        if b is None:
+            parts.append(o.zeros((k, size_of(t)), dtype=dtype))
+        else:
+            b = b if b.dtype is dtype else o.cast(b, dtype)
+            parts.append(o.reshape(b, (k, size_of(t))))
+    return parts[0] if len(parts) == 1 else o.concat(parts, 1)
 
 
 def _result_dtype(tensors):
@@ -220,6 +255,10 @@ def _check_pattern(given, shape, who):
 
 
 def _fwd_rows(o_leaves, xs, col, dtype):
+    batched = _batched_matrix(xs, lambda seeds: forward_engine().jvp(o_leaves, xs, seeds),
+                              o_leaves, col, dtype)
+    if batched is not None:
+        return batched
     rows = []
     for c in range(col.ncolors):
         tangents, off = [], 0
@@ -233,6 +272,10 @@ def _fwd_rows(o_leaves, xs, col, dtype):
 
 
 def _rev_rows(o_leaves, xs, col, dtype):
+    batched = _batched_matrix(o_leaves, lambda seeds: autodiff_engine().vjp(o_leaves, xs, seeds),
+                              xs, col, dtype)
+    if batched is not None:
+        return batched
     rows = []
     for c in range(col.ncolors):
         ys, cts, off = [], [], 0
@@ -267,6 +310,22 @@ def _jacobian_run(f, argnums, has_aux, given, mode):
     return run
 
 
+def _hvp_rows(xs, grads, col, dtype):
+    """One Hessian-vector product per color (the unbatched way)."""
+    live = [(x, g) for x, g in zip(xs, grads) if g is not None]
+    rows = []
+    for c in range(col.ncolors):
+        tangents, off = [], 0
+        for x in xs:
+            tangents.append(_seed(x, col.colors, off, c))
+            off += size_of(x)
+        touts = forward_engine().jvp([g for _, g in live], xs, tangents) if live else []
+        by_x = {x: t for (x, _), t in zip(live, touts)}
+        rows.append(_flat_concat([by_x.get(x) if by_x.get(x) is not None else
+                                  _zeros_like_size(x, dtype) for x in xs], dtype))
+    return rows
+
+
 def _hessian_run(f, argnums, has_aux, given):
     from .transforms import scalar_output, split_aux  # noqa: PLC0415
 
@@ -280,18 +339,13 @@ def _hessian_run(f, argnums, has_aux, given):
         pattern = given if given is not None else analyze(xs, [y], second_order=True)[1]
         col = coloring(pattern, "star")
         grads = autodiff_engine().gradients([y], xs)
-        live = [(x, g) for x, g in zip(xs, grads) if g is not None]
         dtype = _result_dtype([y] + xs)
-        rows = []
-        for c in range(col.ncolors):
-            tangents, off = [], 0
-            for x in xs:
-                tangents.append(_seed(x, col.colors, off, c))
-                off += size_of(x)
-            touts = forward_engine().jvp([g for _, g in live], xs, tangents) if live else []
-            by_x = {x: t for (x, _), t in zip(live, touts)}
-            rows.append(_flat_concat([by_x.get(x) if by_x.get(x) is not None else
-                                      _zeros_like_size(x, dtype) for x in xs], dtype))
+        rows = None
+        if all(g is not None for g in grads):  # one batched HVP for all colors
+            rows = _batched_matrix(xs, lambda seeds: forward_engine().jvp(grads, xs, seeds),
+                                   xs, col, dtype)
+        if rows is None:
+            rows = _hvp_rows(xs, grads, col, dtype)
         values = _decompress(rows, col, dtype, y)
         return values, _Structure(col.pattern, col), aux
 
