@@ -491,3 +491,27 @@ def test_float64_results_keep_their_precision():
         assert j.dtype == np.float64 and h.dtype == np.float64
         np.testing.assert_allclose(j.toarray(), ga.jacfwd(pde_residual)(x), rtol=1e-13)
         np.testing.assert_allclose(h.toarray(), ga.hessian(rosenbrock)(x), rtol=1e-13)
+
+
+def test_compressed_evaluation_is_one_batched_graph(monkeypatch):
+    """All colors go through one batched JVP (the per-color copies are only a fallback): the
+    compiled model of a tridiagonal Jacobian stays the size of one JVP."""
+    import graphad.session as session
+
+    models = []
+    real = session.make_inference_session
+
+    def spy(model, *a, **k):
+        models.append(model)
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(session, "make_inference_session", spy)
+
+    def f(u):
+        return -(u[2:] - 2.0 * u[1:-1] + u[:-2]) + u[1:-1] ** 3
+
+    u = np.linspace(0.0, 1.0, 200).astype(np.float32)
+    jac = ga.jacfwd(f, sparsity="auto")(u)
+    dense = ga.jacfwd(f)(u)
+    np.testing.assert_allclose(jac.toarray(), dense, rtol=1e-6, atol=1e-6)
+    assert len(models[0].graph.node) <= 12, [n.op_type for n in models[0].graph.node]
