@@ -68,11 +68,12 @@ def sgemm_limit(cfg, repeat=20):
 # ---------------------------------------------------------------------------------------------
 
 
-def graphad(cfg):
+def graphad_model(cfg, name="w1_mlp"):
+    """(graph, feeds, params, loss, train op) of the MLP step in graphad (W1 and W6 share it)."""
     import graphad as ga  # noqa: PLC0415
 
     x_np, y_np, p_np = make_data(cfg)
-    g = ga.Graph("w1_mlp")
+    g = ga.Graph(name)
     with g:
         x = ga.placeholder(x_np.shape, name="x")
         y = ga.placeholder(y_np.shape, name="y")
@@ -83,10 +84,17 @@ def graphad(cfg):
             if i + 2 < len(params):
                 h = ga.relu(h)
         loss = -ga.mean(ga.sum(y * ga.log_softmax(h, axis=-1), axis=-1))
-        grads = ga.gradients(loss, params)
         train = ga.optimizers.SGD(LR).minimize(loss)
+    return g, {x: x_np, y: y_np}, params, loss, train
+
+
+def graphad(cfg):
+    import graphad as ga  # noqa: PLC0415
+
+    g, feeds, params, loss, train = graphad_model(cfg)
+    with g:
+        grads = ga.gradients(loss, params)
     sess = ga.Session(g)
-    feeds = {x: x_np, y: y_np}
     fetch_step, fetch_vg = [loss, train], [loss, grads]
     return Case(step=lambda: sess.run(fetch_step, feeds)[0],
                 value=lambda: sess.run(loss, feeds),

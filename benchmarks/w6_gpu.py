@@ -20,21 +20,8 @@ def config(mode):
 def graphad(cfg):
     import graphad as ga  # noqa: PLC0415
 
-    x_np, y_np, p_np = w1_mlp.make_data(cfg)
-    g = ga.Graph("w6_mlp")
-    with g:
-        x = ga.placeholder(x_np.shape, name="x")
-        y = ga.placeholder(y_np.shape, name="y")
-        params = [ga.Variable(p, name=f"p{i}") for i, p in enumerate(p_np)]
-        h = x
-        for i in range(0, len(params), 2):
-            h = h @ params[i] + params[i + 1]
-            if i + 2 < len(params):
-                h = ga.relu(h)
-        loss = -ga.mean(ga.sum(y * ga.log_softmax(h, axis=-1), axis=-1))
-        train = ga.optimizers.SGD(w1_mlp.LR).minimize(loss)
+    g, feeds, _, _, train = w1_mlp.graphad_model(cfg, name="w6_mlp")
     sess = ga.Session(g, device="cuda")
-    feeds = {x: x_np, y: y_np}
     return Case(step=lambda: sess.run(train, feeds))
 
 
