@@ -113,8 +113,11 @@ def test_whole_pipeline_keeps_the_euler_gradient_and_shrinks_the_loops():
     prog = program(loss, gW)
     before = sum(len(body_ops(lp)) for lp in loops(prog))
     new, report = optimize(prog, check=verify)
-    per_step = [lp for lp in loops(new) if "count trips" not in (lp.attrs["label"] or "")]
-    after = sum(len(body_ops(lp)) for lp in per_step)  # the trip counter runs once per block
+    # per step: the trip counter runs once per block, an unrolled body does k steps, and the
+    # remainder loop repeats one of them
+    per_step = [lp for lp in loops(new) if "count trips" not in (lp.attrs["label"] or "")
+                and not lp.tags.get("unrolled_rest")]
+    after = sum(len(body_ops(lp)) / lp.tags.get("unrolled", 1) for lp in per_step)
     assert after <= before / 2, (before, after)
     assert_same(run_ort(new, feeds), run_ort(prog, feeds), rtol=1e-5, atol=1e-6)
     want = ga.numerical_grad(lambda W: _euler_loss(W, feeds["x0"]), (feeds["W"].astype(
@@ -434,3 +437,41 @@ def test_integer_counters_and_what_is_left_alone():
     counted = [lp for lp in loops(new) if lp.attrs["has_trip"] and lp.attrs["cond"] is None]
     assert len(counted) == 1
     assert run_ort(new, feeds)[0] == 600
+
+
+# ---------------------------------------------------------------------------------------------
+# Counted loops with a run-time trip count, unrolled k times plus a remainder loop
+
+
+def test_counted_loops_unroll_with_a_remainder_for_every_trip_count():
+    from graphad.passes.loop_count import precount_loops
+    from graphad.passes.loop_unroll_counted import unroll_counted_loops
+
+    for trips in (0, 1, 15, 16, 17, 53):
+        g = ga.Graph()
+        with g:
+            W = ga.placeholder((4, 4), name="W")
+            x0 = ga.placeholder((4,), name="x0")
+            _, x = ga.while_loop(lambda s: s[0] < np.float32(trips),
+                                 lambda s: (s[0] + np.float32(1.0), s[1] + 0.1 * ga.tanh(W @ s[1])),
+                                 (ga.constant(np.float32(0.0)), x0))
+            loss = ga.sum(x * x)
+            (gW,) = ga.gradients(loss, [W])  # its tape loop stacks per-step scan outputs
+        feeds = {"W": rand(4, 4), "x0": rand(4)}
+        prog = program(loss, gW)
+        counted = precount_loops(prog)
+        new = check_pass(unroll_counted_loops, counted, feeds, rtol=1e-5, atol=1e-6)
+        main = [lp for lp in loops(new) if isinstance(lp.tags.get("unrolled"), int)]
+        assert main and main[0].tags["unrolled"] >= 2, trips
+        assert_same(run_ort(new, feeds), run_ort(prog, feeds), 1e-5, 1e-6)
+
+
+def test_static_trip_counts_are_not_unrolled_here():
+    from graphad.passes.loop_unroll_counted import unroll_counted_loops
+
+    g = ga.Graph()
+    with g:
+        x0 = ga.placeholder((4,), name="x0")
+        x = ga.fori_loop(0, 40, lambda i, x: ga.sin(x) * 0.5, x0)
+    prog = program(x)
+    assert unroll_counted_loops(prog) is prog

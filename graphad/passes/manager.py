@@ -13,6 +13,7 @@ from .fuse import fuse
 from .licm import hoist_loop_invariants
 from .loop_count import precount_loops
 from .loop_rows import carry_rows
+from .loop_unroll_counted import unroll_counted_loops
 from .rewrite import Program, count_nodes, graph_size
 from .simplify import simplify
 
@@ -32,6 +33,7 @@ PIPELINE = [
     precount_loops,
     fuse,
     carry_rows,
+    unroll_counted_loops,
     eliminate_dead_code,
 ]
 
