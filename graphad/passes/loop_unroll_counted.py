@@ -22,7 +22,7 @@ from .rewrite import graph_pass, rebuild
 __all__ = ["unroll_counted_loops", "MAX_BODY_NODES", "MAX_UNROLL"]
 
 MAX_BODY_NODES = 8  # larger bodies: the per-trip overhead is a small part of their time
-MAX_UNROLL = 16
+MAX_UNROLL = 32
 _TAG = "unrolled"  # the main loop: k steps per trip (the tag's value)
 _REST = "unrolled_rest"  # its remainder loop
 
@@ -42,7 +42,7 @@ def _factor(a, node, m):
     if any(not t.shape or not all(isinstance(d, int) for d in t.shape)
            for t in body.outputs[nc:]):
         return None
-    return max(2, min(MAX_UNROLL, 48 // len(nodes)))
+    return max(2, min(MAX_UNROLL, 96 // len(nodes)))
 
 
 def _unrolled_body(body, nc, k, parent):
