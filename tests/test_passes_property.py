@@ -273,6 +273,12 @@ def test_passes_are_idempotent(recipe):
 @SETTINGS
 @given(programs())
 def test_pipeline_never_grows_the_program(recipe):
+    """...except where it trades size for speed on purpose: counting a loop's trips ahead and
+    unrolling it (tested on their own in test_passes_loops.py) are left out here."""
+    from graphad.passes.loop_count import precount_loops
+    from graphad.passes.loop_unroll_counted import unroll_counted_loops
+
     prog = build(recipe)
-    _, report = optimize(prog)
+    passes = [p for p in ga.passes.PIPELINE if p not in (precount_loops, unroll_counted_loops)]
+    _, report = optimize(prog, passes=passes)
     assert report[-1]["nodes_after"] <= report[0]["nodes_before"] + 4  # fusion may add glue
