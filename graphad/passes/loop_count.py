@@ -19,7 +19,7 @@ import numpy as np
 from ..graph import Graph, ancestors, get_default_graph
 from ..registry import lookup
 from .loop_rebody import _copy_nodes, _placeholder
-from .rewrite import graph_pass, rebuild
+from .rewrite import graph_pass, has_op, rebuild
 
 __all__ = ["precount_loops", "BLOCK"]
 
@@ -79,6 +79,8 @@ def precount_loops(prog, fires=None, declines=None):
         b.fired("counter loop counted ahead")
         return _emit(node, inputs, b, *found)
 
+    if not has_op(prog, "loop"):
+        return prog  # no loop at all: nothing to rebuild (W4's 300,000 nodes)
     return rebuild(prog, rewrite, fires=fires, declines=declines)
 
 

@@ -19,7 +19,7 @@ from ..registry import lookup
 from ..types import TensorType
 from .fuse_elementwise import ELEMENTWISE_OPS
 from .loop_rebody import _copy_nodes, _placeholder
-from .rewrite import graph_pass, rebuild
+from .rewrite import graph_pass, has_op, rebuild
 
 __all__ = ["carry_rows"]
 
@@ -149,6 +149,8 @@ def carry_rows(prog, fires=None, declines=None):
         b.fired("vector carries as rows")
         return _emit(node, inputs, b, cands, lifted)
 
+    if not has_op(prog, "loop"):
+        return prog  # no loop at all: nothing to rebuild (W4's 300,000 nodes)
     return rebuild(prog, rewrite, fires=fires, declines=declines)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..graph import Graph, ancestors
 from ..registry import lookup
 from .loop_rebody import _copy_nodes, _placeholder
-from .rewrite import graph_pass, rebuild
+from .rewrite import graph_pass, has_op, rebuild
 
 __all__ = ["unroll_counted_loops", "MAX_BODY_NODES", "MAX_UNROLL"]
 
@@ -86,6 +86,8 @@ def unroll_counted_loops(prog, fires=None, declines=None):
         b.fired("counted loop unrolled")
         return _emit(node, inputs, b, k)
 
+    if not has_op(prog, "loop"):
+        return prog  # no loop at all: nothing to rebuild (W4's 300,000 nodes)
     return rebuild(prog, rewrite, fires=fires, declines=declines)
 
 

@@ -107,6 +107,20 @@ def count_nodes(prog):
     return total
 
 
+def has_op(prog, op):
+    """Whether a live node of the program, or of the bodies of live nodes, is an `op` (a cheap
+    test that lets a pass return its input unchanged without a rebuild)."""
+    stack = [live_nodes(prog)]
+    while stack:
+        for n in stack.pop():
+            if n.op == op:
+                return True
+            a = n.attrs
+            if a:
+                stack.extend(ancestors(v.outputs) for v in a.values() if type(v) is Graph)
+    return False
+
+
 def count_uses(prog):
     """{id(tensor): number of uses} over the live nodes of the program and of their bodies
     (outputs count as uses; dead consumers do not, so a rebuild that drops them changes

@@ -59,6 +59,7 @@ from .program import (  # noqa: F401  (re-exported: the one import place for pas
     count_uses,
     graph_pass,
     graph_size,
+    has_op,
     live_nodes,
 )
 from .replay import INHERITED_TAGS, Builder, Replayer, would_change  # noqa: F401
@@ -77,6 +78,7 @@ __all__ = [
     "count_nodes",
     "count_uses",
     "graph_size",
+    "has_op",
     "live_nodes",
 ]
 
