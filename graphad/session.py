@@ -1,4 +1,4 @@
-"""Session: compiles fetch/feed signatures to onnxruntime, validates feeds, keeps variables resident.
+"""Session: compiles fetch/feed signatures to onnxruntime, checks feeds, keeps variables resident.
 
 Variables live in the runtime as OrtValues. A step that writes a variable writes a spare buffer
 (ping-pong: onnxruntime has no alias analysis, so input and output must differ) and the buffers

@@ -209,8 +209,8 @@ def _jvp_fn(f, has_aux, n):
 
 
 def _jvp_arg_names(f, n):
-    """Placeholder names of a traced jvp (and vjp): f's parameter names for the primals (`arg<i>` where f
-    has none, e.g. *args), `<name>_tangent` for the tangents. Errors then name the user's
+    """Placeholder names of a traced jvp (and vjp): f's parameter names for the primals
+    (`arg<i>` where f has none, e.g. *args), `<name>_tangent` for the tangents. Errors then name the user's
     argument (`cannot differentiate 'sign' with respect to 'x'`), not jvp's internals."""
     params = _param_names(f)
     names = [params[i] if i < len(params) else f"arg{i}" for i in range(n)]

@@ -35,7 +35,7 @@ def _counter(a):
     """(k, step tensor of the body) when loop attrs `a` match the module docstring, else None."""
     if a["cond"] is None or a["has_trip"] or a["n_xs"] or a.get("on_max", "stop") != "stop":
         return None
-    body, cond, nc = a["body"], a["cond"], a["n_carried"]
+    body, cond = a["body"], a["cond"]
     cnodes = [n for n in ancestors(cond.outputs) if n.op != "placeholder"]
     read = [k for k, ph in enumerate(cond.inputs)
             if any(ph in n.inputs for n in cnodes) or ph in cond.outputs]
@@ -123,8 +123,6 @@ def _count_trips(G, a, inputs, k, d):
 
 
 def _emit(node, inputs, b, k, d):
-    from ..ops.control import LOOP  # noqa: PLC0415
-
     a, G = b.attrs, b.graph
     nc = a["n_carried"]
     trips, t_final = _count_trips(G, a, inputs, k, d)
